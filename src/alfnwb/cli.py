@@ -1,0 +1,219 @@
+"""``alfnwb`` command line: a thin layer over the Python API.
+
+Heavy libraries (brainbox, pynwb, spikeinterface) are imported inside the commands, so that
+``alfnwb --help`` answers at once. Every user error is one line on stderr and a non-zero exit code;
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import AlfNwbError
+
+HISTOLOGY_CHOICES = ('alf', 'resolved', 'aligned', 'traced', 'none')
+
+
+class Progress:
+    """Step messages with elapsed time on stderr (silent with --quiet)."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            print(f'[{time.perf_counter() - self.t0:6.1f}s] {msg}', file=sys.stderr, flush=True)
+
+
+def make_one(cache_dir: str | None, mode: str = 'auto', base_url: str | None = None):
+    """A ONE instance from command line options: local on a cache, or remote on Alyx."""
+    from one.api import ONE
+
+    if mode == 'auto':
+        mode = 'remote' if base_url else 'local'
+    kwargs = {'mode': mode}
+    if cache_dir:
+        if not Path(cache_dir).is_dir():
+            raise AlfNwbError(f'--cache-dir {cache_dir}: no such folder')
+        kwargs['cache_dir'] = cache_dir
+    if base_url:
+        kwargs.update(base_url=base_url, silent=True)
+    if mode == 'local' and not cache_dir:
+        raise AlfNwbError('--mode local needs --cache-dir (a folder with sessions.pqt and datasets.pqt)')
+    return ONE(**kwargs)
+
+
+def _add_one_options(p):
+    p.add_argument('--cache-dir', help='ONE cache folder (sessions.pqt, datasets.pqt, insertions.pqt, ALF files)')
+    p.add_argument('--mode', choices=('local', 'remote', 'auto'), default='auto',
+                   help='ONE mode (auto: remote with --base-url, otherwise local)')
+    p.add_argument('--base-url', help='Alyx database URL, e.g. https://openalyx.internationalbrainlab.org')
+
+
+def cmd_synth(args, progress):
+    from .synthetic import write_cache
+
+    progress(f'writing {args.sessions} synthetic session(s) to {args.cache_dir}')
+    cache = write_cache(args.cache_dir, seed=args.seed, sessions=args.sessions, n_units=args.units,
+                        duration=args.duration)
+    for s in cache.sessions:
+        print(f'session {s.eid}  {s.lab}/{s.subject}/{s.date}/{s.number:03d}')
+        for p in s.probes:
+            sorters = ', '.join((x.sorter or 'kilosort2.5') + (f'#{x.revision}#' if x.revision else '')
+                                for x in p.sortings)
+            print(f'  pid {p.pid}  {p.name} {p.layout:5s} histology={p.histology:8s} sorters: {sorters}')
+    return 0
+
+
+def _print_info(summary: dict) -> None:
+    s = summary['session']
+    print(f'session {s["eid"]}  subject {s["subject"]}  lab {s["lab"]}  start {s["session_start_time"]}')
+    for p in summary['probes']:
+        regions = ', '.join(f'{r} ({n})' for r, n in list(p['unit_regions'].items())[:8])
+        print(f'  {p["probe"]}: pid {p.get("pid", "?")}  sorter {p.get("spike_sorter", "?")}  collection '
+              f'{p.get("collection", "?")}  revision {p.get("revision") or "unrevisioned"}  histology '
+              f'{p.get("histology", "?")}')
+        print(f'    {p["channels"]} channels in {p["channel_regions"]} regions; {p["units"]} units '
+              f'({p["good_units"]} good); units by region: {regions or "-"}')
+
+
+def cmd_export(args, progress):
+    from .export import export
+    from .nwb.io import check_output
+
+    if (args.pid is None) == (args.eid is None):
+        raise AlfNwbError('give exactly one of --pid or --eid')
+    if args.probe and not args.eid:
+        raise AlfNwbError('--probe goes with --eid')
+    check_output(args.output, args.overwrite)
+    progress('opening ONE')
+    one = make_one(args.cache_dir, args.mode, args.base_url)
+    atlas = None
+    if args.allen_atlas:
+        from iblatlas.atlas import AllenAtlas
+
+        progress('loading the Allen atlas (downloads its volumes once)')
+        atlas = AllenAtlas()
+    progress(f'loading {"insertion " + args.pid if args.pid else "session " + args.eid} and writing {args.output}')
+    result = export(one, args.output, pid=args.pid, eid=args.eid, probe=args.probe, spike_sorter=args.spike_sorter,
+                    revision=args.revision, min_histology=args.min_histology, atlas=atlas, metadata=args.metadata,
+                    overwrite=args.overwrite, compression=None if args.compression == 'none' else args.compression)
+    progress('done')
+    for p in result.probes:
+        print(f'{p.probe}: pid {p.pid}  {p.collection}  revision {p.revision or "unrevisioned"}  histology {p.histology}')
+    print(f'wrote {result.path} ({result.n_units} units, {result.n_electrodes} electrodes)')
+    return 0
+
+
+def cmd_info(args, progress):
+    from .readback import info
+
+    summary = info(args.file)
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+    else:
+        _print_info(summary)
+    return 0
+
+
+def cmd_demo(args, progress):
+    from one.api import One
+
+    from .export import export
+    from .readback import info
+    from .synthetic import write_cache
+
+    out = Path(args.output)
+    cache_dir = out / 'one_cache'
+    progress(f'synthesizing an IBL session into {cache_dir}')
+    cache = write_cache(cache_dir, seed=args.seed, sessions=1)
+    session = cache.sessions[0]
+    one = One(cache_dir=cache_dir, mode='local')
+    path = out / f'sub-{session.subject}_ses-{session.eid}_ecephys.nwb'
+    progress(f'exporting session {session.eid} ({len(session.probes)} probes)')
+    export(one, path, eid=session.eid, overwrite=True)
+    progress('done')
+    print(f'wrote {path.resolve()}')
+    _print_info(info(path))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='alfnwb', description='Export IBL spike sorting (ONE / ALF) to NWB.')
+    parser.add_argument('--debug', action='store_true', help='show tracebacks')
+    parser.add_argument('--quiet', action='store_true', help='no progress messages')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = sub.add_parser('export', help='export one insertion (--pid) or session (--eid) to one NWB file')
+    p.add_argument('--pid', help='probe insertion id')
+    p.add_argument('--eid', help='session id (all probes, or --probe)')
+    p.add_argument('--probe', help='with --eid: the one probe to export (e.g. probe00)')
+    p.add_argument('--output', '-o', required=True, help='output .nwb file')
+    _add_one_options(p)
+    p.add_argument('--spike-sorter', help='iblsorter, pykilosort or kilosort2.5 (default: the first present, in that order)')
+    p.add_argument('--revision', help='dataset revision, e.g. 2024-05-06, or "unrevisioned" (default: the default revision)')
+    p.add_argument('--min-histology', choices=HISTOLOGY_CHOICES, default='none',
+                   help='refuse insertions whose histology is below this level (alf > resolved > aligned > traced > none)')
+    p.add_argument('--allen-atlas', action='store_true',
+                   help='load the Allen atlas volume (downloaded once) for histology held in Alyx')
+    p.add_argument('--metadata', help='YAML/JSON file with NWBFile and Subject fields overriding the defaults')
+    p.add_argument('--compression', choices=('gzip', 'lzf', 'none'), default='gzip',
+                   help='HDF5 filter of the per-spike datasets')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser('info', help='probes, sorter, revision, histology, units and regions of an exported file')
+    p.add_argument('file')
+    p.add_argument('--json', action='store_true', help='print JSON')
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser('synth', help='write realistic synthetic IBL sessions as a standard ONE cache')
+    p.add_argument('--cache-dir', required=True)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--sessions', type=int, default=1)
+    p.add_argument('--units', type=int, default=40, help='clusters per probe (default sorting)')
+    p.add_argument('--duration', type=float, default=300.0, help='recording length, s')
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser('demo', help='synthesize a session, export it, and show the result')
+    p.add_argument('--output', default='alfnwb-demo', help='folder for the cache and the NWB file')
+    p.add_argument('--seed', type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``alfnwb`` command."""
+    args = build_parser().parse_args(argv)
+    progress = Progress(args.quiet)
+    try:
+        if not args.debug:
+            import warnings
+            import logging
+
+            warnings.filterwarnings('ignore')
+            logging.getLogger('ibllib').setLevel(logging.ERROR)
+            logging.getLogger('one').setLevel(logging.ERROR)
+        return args.func(args, progress)
+    except AlfNwbError as e:
+        if args.debug:
+            raise
+        print(f'alfnwb: error: {e}', file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print('alfnwb: interrupted', file=sys.stderr)
+        return 130
+    except Exception as e:  # an unexpected failure: still one line, traceback with --debug
+        if args.debug:
+            raise
+        print(f'alfnwb: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)', file=sys.stderr)
+        return 70
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,481 @@
+"""Load IBL spike sorting through ONE and brainbox's ``SpikeSortingLoader``.
+
+This module is the only one that talks to ONE. It returns plain data (:class:`ProbeData`,
+:class:`SessionData`: dicts of numpy arrays plus a :class:`Provenance` record); the NWB builders
+take that data and know nothing of ONE.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+import warnings
+from dataclasses import dataclass, field, asdict
+from typing import Any
+
+import numpy as np
+
+from .errors import (AlfNwbError, AtlasRequiredError, HistologyError, InvalidDataError, NotFoundError,
+                     SorterNotFoundError)
+
+_logger = logging.getLogger(__name__)
+
+#: Spike sorters in the order IBL recommends them; '' is the old Kilosort 2.5 layout ``alf/probeXX``.
+SORTER_PREFERENCE = ('iblsorter', 'pykilosort', '')
+#: Name users give the old layout (``alf/probeXX`` without a sorter folder).
+KILOSORT25 = 'kilosort2.5'
+#: Revision keyword for the original, unrevisioned datasets of a collection.
+UNREVISIONED = 'unrevisioned'
+#: Histology levels, best first.
+HISTOLOGY_LEVELS = ('alf', 'resolved', 'aligned', 'traced', 'none')
+#: ONE revision that sorts before every dated revision, so that ONE picks the unrevisioned files.
+_BEFORE_ANY_REVISION = '0000-00-00'
+#: Extra datasets loaded beyond SpikeSortingLoader's defaults.
+EXTRA_DATASETS = ['spikes.samples', 'clusters.amps', 'clusters.waveforms', 'clusters.waveformsChannels']
+
+
+@dataclass
+class Provenance:
+    """Where a probe's data came from: recorded in the NWB file and in batch manifests."""
+
+    pid: str
+    eid: str
+    probe: str
+    spike_sorter: str  # 'iblsorter', 'pykilosort' or 'kilosort2.5'
+    collection: str
+    revision: str  # '' for unrevisioned datasets
+    histology: str  # one of HISTOLOGY_LEVELS
+    model: str = ''
+    alfnwb_version: str = ''
+    ibllib_version: str = ''
+    one_version: str = ''
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ProbeData:
+    """One probe's spike sorting, shaped like ``SpikeSortingLoader.load_spike_sorting`` output.
+
+    ``spikes``: times (s), clusters, amps (V), depths (um), samples when present.
+    ``clusters``: channels, depths, uuids (str array), metrics (DataFrame), waveforms (V),
+    waveformsChannels, amps when present.
+    ``channels``: axial_um, lateral_um, rawInd, shank; with histology also x, y, z (m from bregma,
+    IBL axes), atlas_id and acronym.
+    """
+
+    provenance: Provenance
+    spikes: dict
+    clusters: dict
+    channels: dict
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.clusters['channels'].size)
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.channels['rawInd'].size)
+
+
+@dataclass
+class SessionData:
+    """A session's metadata and the probes to export."""
+
+    eid: str
+    lab: str
+    subject: str
+    date: datetime.date | None
+    number: int | None
+    task_protocol: str = ''
+    projects: str = ''
+    start_time: datetime.datetime | None = None
+    probes: list = field(default_factory=list)
+
+
+class _NoVolumeAtlas:
+    """Stands in for an AllenAtlas: brain regions work offline, anything needing the volume raises.
+
+    ``SpikeSortingLoader`` creates ``AllenAtlas()`` (a download) when given no atlas; the ``alf``
+    histology level only needs ``atlas.regions``.
+    """
+
+    def __init__(self, pid: str):
+        from iblatlas.regions import BrainRegions
+
+        self.regions = BrainRegions()
+        self._pid = pid
+
+    def __getattr__(self, name):
+        raise AtlasRequiredError(
+            f'insertion {self._pid}: channel locations come from Alyx histology records and need the Allen '
+            f'annotation volume; pass atlas=AllenAtlas() (command line: --allen-atlas) or --min-histology none '
+            f'with a cache that has channels.brainLocationIds_ccf_2017')
+
+
+def _versions() -> dict:
+    from importlib.metadata import version, PackageNotFoundError
+
+    out = {}
+    for key, pkg in (('alfnwb_version', 'alfnwb'), ('ibllib_version', 'ibllib'), ('one_version', 'ONE-api')):
+        try:
+            out[key] = version(pkg)
+        except PackageNotFoundError:
+            out[key] = ''
+    return out
+
+
+def _sorter_name(collection: str, probe: str) -> str:
+    tail = collection[len(f'alf/{probe}'):].strip('/')
+    return tail or KILOSORT25
+
+
+def _sorter_collection(sorter: str, probe: str) -> str:
+    sorter = '' if sorter in (KILOSORT25, '', None) else sorter
+    return f'alf/{probe}' + (f'/{sorter}' if sorter else '')
+
+
+def available_sortings(one, eid: str, probe: str) -> dict[str, list[str]]:
+    """Spike sorters and revisions present for a probe.
+
+    Parameters
+    ----------
+    one : one.api.One
+        Any ONE instance (remote or local).
+    eid : str
+        Session id.
+    probe : str
+        Probe name, e.g. ``probe00``.
+
+    Returns
+    -------
+    dict
+        Sorter name (``iblsorter``, ``pykilosort``, ``kilosort2.5``) -> revisions (``''`` for the
+        unrevisioned datasets), in ONE's order.
+    """
+    colls = one.list_collections(eid, filename='spikes.times*', collection=f'alf/{probe}*')
+    out = {}
+    for c in sorted(colls, key=len):
+        if c != f'alf/{probe}' and not c.startswith(f'alf/{probe}/'):
+            continue
+        revs = one.list_revisions(eid, filename='spikes.times*', collection=c) or ['']
+        out[_sorter_name(c, probe)] = sorted(revs)
+    return out
+
+
+def _choose_sorting(one, eid: str, probe: str, pid: str, spike_sorter: str | None, revision: str | None):
+    """Validate the sorter/revision choice; return (sorter, collection, ONE revision argument)."""
+    found = available_sortings(one, eid, probe)
+    if not found:
+        raise NotFoundError(f'insertion {pid} ({probe}): no spike sorting (spikes.times) in the cache for session {eid}')
+    listing = '; '.join(f'{s}: {", ".join(r or UNREVISIONED for r in revs)}' for s, revs in found.items())
+    if spike_sorter in (None, ''):
+        sorter = next(s for s in (*SORTER_PREFERENCE[:2], KILOSORT25) if s in found) if any(
+            s in found for s in (*SORTER_PREFERENCE[:2], KILOSORT25)) else next(iter(found))
+    else:
+        sorter = KILOSORT25 if spike_sorter in ('', 'ks2.5', 'kilosort2.5', 'ks25') else spike_sorter
+        if sorter not in found:
+            raise SorterNotFoundError(
+                f'insertion {pid} ({probe}): spike sorter {spike_sorter!r} not found (spikes.times); available: {listing}')
+    revs = found[sorter]
+    if revision in (None, 'default'):
+        one_revision = None
+    elif revision in (UNREVISIONED, ''):
+        if '' not in revs:
+            raise SorterNotFoundError(f'insertion {pid} ({probe}): {sorter} has no unrevisioned datasets; '
+                                      f'available: {listing}')
+        one_revision = _BEFORE_ANY_REVISION
+    else:
+        if revision not in revs:
+            raise SorterNotFoundError(f'insertion {pid} ({probe}): revision {revision!r} of {sorter} not found '
+                                      f'(spikes.times); available: {listing}')
+        one_revision = revision
+    return sorter, _sorter_collection(sorter, probe), one_revision
+
+
+def _loader_class():
+    """SpikeSortingLoader, with the Alyx histology look-up tolerant of an offline database."""
+    import requests
+    from brainbox.io.one import SpikeSortingLoader
+    from one.alf import io as alfio
+
+    class _Loader(SpikeSortingLoader):
+        def load_channels(self, **kwargs):
+            try:
+                return super().load_channels(**kwargs)
+            except AlfNwbError:
+                raise
+            except (requests.exceptions.ConnectionError, IndexError, KeyError) as e:
+                # A local OneAlyx whose REST cache has no record of this insertion: no histology.
+                warnings.warn(f'insertion {self.pid}: Alyx histology records unavailable ({type(e).__name__}); '
+                              f'exporting without channel locations')
+                self.histology = ''
+                return alfio.load_object(self.files['channels'], wildcards=self.one.wildcards)
+
+    return _Loader
+
+
+def resolve_pid(one, pid: str) -> tuple[str, str]:
+    """Session id and probe name of an insertion, from Alyx or the cache's ``insertions`` table.
+
+    A plain ``one.api.One`` has no ``pid2eid``; it still has the insertions table when the cache
+    holds ``insertions.pqt``.
+    """
+    pid = str(pid)
+    try:
+        uuid.UUID(pid)
+    except ValueError:
+        raise NotFoundError(f'insertion {pid!r}: not a valid probe insertion id (UUID)') from None
+    eid = name = None
+    if hasattr(one, 'pid2eid'):
+        try:
+            eid, name = one.pid2eid(pid)
+        except NotImplementedError:
+            pass
+    if eid is None:
+        table = one._cache.get('insertions') if hasattr(one, '_cache') else None
+        if table is not None and len(table):
+            ids = table.index.get_level_values('id').astype(str)
+            hit = np.flatnonzero(ids == pid)
+            if hit.size:
+                eid = str(table.index.get_level_values('eid')[hit[0]])
+                name = table['name'].iloc[hit[0]]
+    if eid is None:
+        raise NotFoundError(f'insertion {pid}: not found in the ONE cache (insertions.pqt) or Alyx')
+    return str(eid), str(name)
+
+
+def session_probes(one, eid: str) -> list[tuple[str, str]]:
+    """(pid, probe name) of every insertion of a session, sorted by name."""
+    eid = str(eid)
+    pids = names = None
+    if hasattr(one, 'eid2pid'):
+        try:
+            pids, names = one.eid2pid(eid)
+        except NotImplementedError:
+            pass
+    if pids is None:
+        table = one._cache.get('insertions') if hasattr(one, '_cache') else None
+        if table is not None and len(table):
+            sel = table.index.get_level_values('eid').astype(str) == eid
+            pids = list(table.index.get_level_values('id')[sel])
+            names = list(table['name'][sel])
+    if not pids:
+        raise NotFoundError(f'session {eid}: no probe insertion found (insertions.pqt or Alyx)')
+    return sorted(((str(p), str(n)) for p, n in zip(pids, names)), key=lambda x: x[1])
+
+
+def session_metadata(one, eid: str) -> SessionData:
+    """Session metadata from ONE (the cache's sessions table offline, Alyx online)."""
+    eid = str(eid)
+    try:
+        det = one.get_details(eid)
+    except Exception as e:  # ONE raises several kinds for an unknown eid
+        raise NotFoundError(f'session {eid}: not found in the ONE cache (sessions.pqt) or Alyx ({e})') from None
+    if det is None:
+        raise NotFoundError(f'session {eid}: not found in the ONE cache (sessions.pqt) or Alyx')
+    date = det.get('date')
+    if isinstance(date, str):
+        date = datetime.date.fromisoformat(date[:10])
+    start = det.get('start_time')
+    if isinstance(start, str):
+        start = datetime.datetime.fromisoformat(start)
+    number = det.get('number')
+    return SessionData(eid=eid, lab=str(det.get('lab') or ''), subject=str(det.get('subject') or ''),
+                       date=date, number=None if number is None else int(number),
+                       task_protocol=str(det.get('task_protocol') or ''),
+                       projects=','.join(det['projects']) if isinstance(det.get('projects'), list)
+                       else str(det.get('projects') or ''), start_time=start)
+
+
+def _level(histology: str | None) -> str:
+    return histology if histology in HISTOLOGY_LEVELS[:-1] else 'none'
+
+
+def _shank(lateral_um: np.ndarray) -> np.ndarray:
+    # Multi-shank IBL probes store x with the 250 um shank pitch included (NP2.4: 27..809 um);
+    # single-shank x stays below 250 um.
+    return (np.asarray(lateral_um, dtype=float) // 250).astype(np.int64)
+
+
+def _normalise_channels(raw: dict, alf_channels: dict | None, pid: str) -> dict:
+    """Channels in SpikeSortingLoader's histology shape, whatever the histology level."""
+    ch = dict(raw)
+    if 'localCoordinates' in ch:
+        lc = np.asarray(ch.pop('localCoordinates'))
+        ch.setdefault('lateral_um', lc[:, 0])
+        ch.setdefault('axial_um', lc[:, 1])
+    if 'rawInd' not in ch:
+        if alf_channels is not None and 'rawInd' in alf_channels:
+            ch['rawInd'] = alf_channels['rawInd']
+        else:
+            ch['rawInd'] = np.arange(np.asarray(ch['axial_um']).size)
+    if 'lateral_um' not in ch:
+        raise InvalidDataError(f'insertion {pid}: channels.localCoordinates missing')
+    ch['shank'] = _shank(ch['lateral_um'])
+    n = np.asarray(ch['rawInd']).size
+    bad = [k for k, v in ch.items() if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] != n]
+    if bad:
+        raise InvalidDataError(f'insertion {pid}: channels.{bad[0]} has {len(ch[bad[0]])} rows, channels.rawInd has {n}')
+    return ch
+
+
+def _check(pid: str, spikes: dict, clusters: dict, channels: dict, collection: str):
+    """Consistency checks that would otherwise surface deep inside pynwb."""
+    need = [('spikes', 'times'), ('spikes', 'clusters'), ('clusters', 'channels')]
+    objs = {'spikes': spikes, 'clusters': clusters}
+    for obj, attr in need:
+        if attr not in objs[obj]:
+            raise InvalidDataError(f'insertion {pid}: {collection}/{obj}.{attr} missing')
+    n = spikes['times'].size
+    for attr in ('clusters', 'amps', 'depths', 'samples'):
+        if attr in spikes and spikes[attr].shape[0] != n:
+            raise InvalidDataError(f'insertion {pid}: {collection}/spikes.{attr} has {spikes[attr].shape[0]} '
+                                   f'rows, spikes.times has {n}')
+    if n and not np.all(np.isfinite(spikes['times'])):
+        raise InvalidDataError(f'insertion {pid}: {collection}/spikes.times holds NaN or infinite values')
+    if n > 1 and np.any(np.diff(spikes['times']) < 0):
+        raise InvalidDataError(f'insertion {pid}: {collection}/spikes.times is not sorted in time')
+    nc = clusters['channels'].size
+    if n and (spikes['clusters'].min() < 0 or spikes['clusters'].max() >= nc):
+        raise InvalidDataError(f'insertion {pid}: {collection}/spikes.clusters refers to cluster '
+                               f'{int(spikes["clusters"].max())} but clusters.channels has {nc} rows')
+    nch = channels['rawInd'].size
+    if nc and (clusters['channels'].min() < 0 or clusters['channels'].max() >= nch):
+        raise InvalidDataError(f'insertion {pid}: {collection}/clusters.channels refers to channel '
+                               f'{int(clusters["channels"].max())} but there are {nch} channels')
+
+
+def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: str | None = None,
+               spike_sorter: str | None = None, revision: str | None = None, atlas=None,
+               min_histology: str = 'none', check_hash: bool = False) -> ProbeData:
+    """Load one insertion's spikes, clusters and channels with ``SpikeSortingLoader``.
+
+    Parameters
+    ----------
+    one : one.api.One
+        Any ONE instance: remote, or local on a cache (a plain ``One`` resolves pids through the
+        cache's ``insertions.pqt``).
+    pid : str, optional
+        Probe insertion id. Alternatively ``eid`` and ``probe``.
+    eid, probe : str, optional
+        Session id and probe name, when no pid is given.
+    spike_sorter : str, optional
+        ``iblsorter``, ``pykilosort`` or ``kilosort2.5`` (the old ``alf/probeXX`` layout). Default:
+        the first present in that order, as IBL recommends.
+    revision : str, optional
+        A dataset revision (e.g. ``2024-05-06``), ``unrevisioned`` for the original datasets, or
+        None for the default revision.
+    atlas : iblatlas.atlas.AllenAtlas, optional
+        Needed only for histology held in Alyx (``resolved``, ``aligned``, ``traced``). Never created
+        implicitly: without it such insertions raise :class:`AtlasRequiredError`.
+    min_histology : str
+        Refuse insertions whose histology is below this level (``alf`` > ``resolved`` > ``aligned``
+        > ``traced`` > ``none``).
+    check_hash : bool
+        Let ONE verify each file's md5 against the cache table (slow on full-size probes; corrupt
+        ``.npy`` files are caught when read either way).
+
+    Returns
+    -------
+    ProbeData
+    """
+    if min_histology not in HISTOLOGY_LEVELS:
+        raise HistologyError(f'unknown histology level {min_histology!r}: one of {", ".join(HISTOLOGY_LEVELS)}')
+    if pid is not None:
+        eid, probe = resolve_pid(one, pid)
+    elif eid is None or probe is None:
+        raise NotFoundError('give a pid, or an eid and a probe name')
+    else:
+        eid = str(eid)
+        names = {n: p for p, n in session_probes(one, eid)}
+        if probe not in names:
+            raise NotFoundError(f'session {eid}: no probe named {probe!r} (insertions: {", ".join(names) or "none"})')
+        pid = names[probe]
+    pid = str(pid)
+    sorter, collection, one_revision = _choose_sorting(one, eid, probe, pid, spike_sorter, revision)
+
+    loader = _loader_class()(one=one, eid=eid, pname=probe, atlas=atlas if atlas is not None else _NoVolumeAtlas(pid))
+    loader.pid = pid
+    sorter_arg = '' if sorter == KILOSORT25 else sorter
+    try:
+        spikes, clusters, channels = loader.load_spike_sorting(
+            spike_sorter=sorter_arg, revision=one_revision, dataset_types=EXTRA_DATASETS, check_hash=check_hash)
+    except AlfNwbError:
+        raise
+    except ValueError as e:
+        raise InvalidDataError(f'insertion {pid}: cannot read {collection} ({e})') from None
+    except OSError as e:
+        raise InvalidDataError(f'insertion {pid}: cannot read {collection} ({e})') from None
+    loaded_coll = loader.collection
+    if loaded_coll != collection:  # SpikeSortingLoader falls back silently; we do not
+        raise SorterNotFoundError(f'insertion {pid}: asked for {collection}, the loader found {loaded_coll}')
+    files = loader.files.get('spikes') or []
+    loaded_rev = (files[0].revision or '') if files else ''
+    if revision not in (None, 'default') and loaded_rev != ('' if revision in (UNREVISIONED, '') else revision):
+        raise SorterNotFoundError(f'insertion {pid}: asked for revision {revision!r} of {collection}, '
+                                  f'found {loaded_rev or UNREVISIONED}')
+    histology = _level(loader.histology)
+    if HISTOLOGY_LEVELS.index(histology) > HISTOLOGY_LEVELS.index(min_histology):
+        raise HistologyError(f'insertion {pid}: histology level is {histology!r}, below the required '
+                             f'{min_histology!r} (channels.brainLocationIds_ccf_2017 / Alyx trajectories)')
+
+    alf_channels = None
+    if 'rawInd' not in channels and loader.files.get('channels'):
+        from one.alf import io as alfio
+        alf_channels = alfio.load_object(loader.files['channels'], attribute='rawInd')
+    channels = _normalise_channels(channels, alf_channels, pid)
+    spikes = {k: np.asarray(v) for k, v in spikes.items()}
+    clusters = dict(clusters)
+    if 'uuids' in clusters:
+        u = clusters['uuids']
+        clusters['uuids'] = np.asarray(u['uuids'] if hasattr(u, 'columns') else u).astype(str)
+    _check(pid, spikes, clusters, channels, collection)
+    model = ''
+    table = one._cache.get('insertions') if hasattr(one, '_cache') else None
+    if table is not None and 'model' in getattr(table, 'columns', []):
+        sel = table.index.get_level_values('id').astype(str) == pid
+        if sel.any():
+            model = str(table['model'][sel].iloc[0])
+    prov = Provenance(pid=pid, eid=str(eid), probe=probe, spike_sorter=sorter, collection=collection,
+                      revision=loaded_rev, histology=histology, model=model, **_versions())
+    return ProbeData(provenance=prov, spikes=spikes, clusters=clusters, channels=channels)
+
+
+def load_session(one, eid: str | None = None, *, pid: str | None = None, probe: str | None = None,
+                 **kwargs: Any) -> SessionData:
+    """Load a session's metadata and one or all of its probes.
+
+    Parameters
+    ----------
+    one : one.api.One
+    eid : str, optional
+        Session id: all its probes, or only ``probe``.
+    pid : str, optional
+        A single insertion instead of a session.
+    probe : str, optional
+        With ``eid``: the one probe to load.
+    **kwargs
+        Passed to :func:`load_probe` (``spike_sorter``, ``revision``, ``atlas``, ``min_histology``).
+
+    Returns
+    -------
+    SessionData
+    """
+    if pid is not None:
+        eid, _ = resolve_pid(one, pid)
+        session = session_metadata(one, eid)
+        session.probes = [load_probe(one, pid, **kwargs)]
+        return session
+    if eid is None:
+        raise NotFoundError('give a pid or an eid')
+    session = session_metadata(one, eid)
+    probes = session_probes(one, eid)
+    if probe is not None:
+        if probe not in [n for _, n in probes]:
+            raise NotFoundError(f'session {eid}: no probe named {probe!r} (insertions: {", ".join(n for _, n in probes)})')
+        probes = [(p, n) for p, n in probes if n == probe]
+    session.probes = [load_probe(one, p, **kwargs) for p, _ in probes]
+    return session

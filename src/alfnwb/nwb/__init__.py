@@ -1,0 +1,1 @@
+"""NWB builders: they take :mod:`alfnwb.loading` data and know nothing of ONE."""

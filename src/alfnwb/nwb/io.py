@@ -1,0 +1,84 @@
+"""Writing NWB files: to a temporary file beside the output, validated, then renamed.
+
+A failed or interrupted export leaves nothing at the output path (the previous file, if any, stays
+until the new one is complete and valid).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import AlfNwbError, OutputError
+
+
+def check_output(path: str | Path, overwrite: bool = False) -> Path:
+    """Fail early, before loading anything, if the output cannot be written."""
+    path = Path(path)
+    if path.suffix != '.nwb':
+        raise OutputError(f'output {path}: the file name must end in .nwb')
+    if path.exists() and not overwrite:
+        raise OutputError(f'output {path}: exists (use --overwrite / overwrite=True to replace it)')
+    folder = path.parent if str(path.parent) else Path('.')
+    if not folder.is_dir():
+        raise OutputError(f'output {path}: folder {folder} does not exist')
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f'output {path}: folder {folder} is not writable')
+    return path
+
+
+def validate(path: str | Path) -> list[str]:
+    """pynwb schema validation; returns the messages (empty when valid)."""
+    from pynwb import validate as pynwb_validate
+
+    result = pynwb_validate(path=str(path), use_cached_namespaces=True)
+    errors = result[0] if isinstance(result, tuple) else result
+    return [str(e) for e in errors]
+
+
+def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_file: bool = True) -> Path:
+    """Write atomically: temporary file in the same folder, schema validation, rename.
+
+    Parameters
+    ----------
+    nwbfile : pynwb.NWBFile
+    path : str or pathlib.Path
+        Output ``.nwb`` path.
+    overwrite : bool
+        Replace an existing file.
+    validate_file : bool
+        Run pynwb's schema validation before the rename.
+
+    Returns
+    -------
+    pathlib.Path
+        The output path.
+    """
+    from pynwb import NWBHDF5IO
+
+    path = check_output(path, overwrite)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.partial.nwb', dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        tmp.unlink()  # h5py creates the file itself
+        with NWBHDF5IO(str(tmp), mode='w') as io:
+            io.write(nwbfile)
+        if validate_file:
+            errors = validate(tmp)
+            if errors:
+                raise OutputError(f'output {path}: NWB schema validation failed: {errors[0]}')
+        if path.exists() and not overwrite:
+            raise OutputError(f'output {path}: appeared while writing (use --overwrite)')
+        os.replace(tmp, path)
+    except AlfNwbError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f'output {path}: write failed ({e.strerror or e})') from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

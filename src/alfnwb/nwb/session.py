@@ -1,0 +1,120 @@
+"""The NWBFile itself: session and subject metadata, provenance."""
+
+from __future__ import annotations
+
+import uuid
+
+from ..loading import SessionData
+from ..metadata import LABS, session_start_time
+
+#: Namespace of the deterministic NWB identifiers.
+IDENTIFIER_NAMESPACE = uuid.UUID('0b5d2c4e-7f4a-4a53-9a43-5f1f5ad6e0c1')
+PROVENANCE_TABLE = 'alfnwb_provenance'
+
+
+def identifier(session: SessionData) -> str:
+    """Deterministic file identifier: the same data and choices give the same identifier."""
+    parts = [session.eid] + [f'{p.provenance.pid}:{p.provenance.collection}:{p.provenance.revision}'
+                             for p in session.probes]
+    return str(uuid.uuid5(IDENTIFIER_NAMESPACE, '|'.join(parts)))
+
+
+def make_nwbfile(session: SessionData, metadata: dict | None = None):
+    """Create the NWBFile with session and subject metadata.
+
+    Parameters
+    ----------
+    session : SessionData
+        From :func:`alfnwb.loading.load_session`.
+    metadata : dict, optional
+        From :func:`alfnwb.metadata.read_metadata`; overrides the defaults.
+
+    Returns
+    -------
+    pynwb.NWBFile
+    """
+    from pynwb import NWBFile
+    from pynwb.file import Subject
+
+    metadata = metadata or {'NWBFile': {}, 'Subject': {}}
+    nwb_meta = dict(metadata.get('NWBFile', {}))
+    subj_meta = dict(metadata.get('Subject', {}))
+    start, start_note = session_start_time(session.lab, session.date, session.start_time, nwb_meta)
+    nwb_meta.pop('session_start_time', None)
+    nwb_meta.pop('timezone', None)
+    probes = ', '.join(p.provenance.probe for p in session.probes)
+    kwargs = {
+        'session_description': (f'IBL session {session.subject} {session.date} #{session.number} '
+                                f'({session.task_protocol or "task unknown"}); spike sorting of {probes}'),
+        'institution': LABS.get(session.lab, ('', 'unknown'))[1] or 'unknown',
+        'lab': session.lab or 'unknown',
+        'experiment_description': 'International Brain Laboratory Neuropixels recording'
+                                  + (f', project(s) {session.projects}' if session.projects else ''),
+        'keywords': ['IBL', 'Neuropixels', 'spike sorting', 'ALF'],
+        'notes': f'session_start_time from the {start_note}. Exported by alfnwb from ONE/ALF.',
+    }
+    kwargs.update(nwb_meta)
+    subject = Subject(
+        subject_id=session.subject or 'unknown',
+        species=subj_meta.pop('species', 'Mus musculus'),
+        sex=subj_meta.pop('sex', 'U'),
+        description=subj_meta.pop('description', f'IBL subject {session.subject} of {session.lab}'),
+        **_age(subj_meta),
+    )
+    return NWBFile(
+        identifier=identifier(session),
+        session_start_time=start,
+        session_id=session.eid,
+        subject=subject,
+        **kwargs,
+    )
+
+
+def _age(subj_meta: dict) -> dict:
+    """Age fields: the user's, else an open range 'P0D/' (born before the session; unknown offline)."""
+    out = dict(subj_meta)
+    if 'date_of_birth' in out:
+        import datetime
+
+        dob = datetime.datetime.fromisoformat(out['date_of_birth'])
+        out['date_of_birth'] = dob if dob.tzinfo else dob.replace(tzinfo=datetime.timezone.utc)
+    elif 'age' not in out:
+        out['age'] = 'P0D/'
+        out['age__reference'] = 'birth'
+    return out
+
+
+def add_provenance(nwbfile, session: SessionData) -> None:
+    """One row per probe: pid, sorter, collection, revision, histology level, software versions.
+
+    Stored as a DynamicTable in ``processing/ecephys`` so that any NWB reader sees it.
+    """
+    from hdmf.common import DynamicTable, VectorData
+
+    module = ecephys_module(nwbfile)
+    rows = [p.provenance.to_dict() for p in session.probes]
+    keys = list(rows[0])
+    cols = [VectorData(name=('probe_name' if k == 'probe' else k),
+                       description=_PROV_DESC.get(k, k), data=[str(r[k]) for r in rows]) for k in keys]
+    table = DynamicTable(name=PROVENANCE_TABLE, description='Where each probe came from (ONE / ALF), by alfnwb',
+                         columns=cols)
+    module.add(table)
+
+
+_PROV_DESC = {
+    'pid': 'Alyx probe insertion id',
+    'eid': 'Alyx session id',
+    'probe': 'probe name (ALF collection alf/<probe>)',
+    'spike_sorter': 'spike sorter (iblsorter, pykilosort or kilosort2.5 for the old alf/probeXX layout)',
+    'collection': 'ALF collection the spike sorting was loaded from',
+    'revision': 'ALF dataset revision loaded (empty: unrevisioned)',
+    'histology': 'histology level of the channel locations: alf, resolved, aligned, traced or none',
+    'model': 'probe model from Alyx',
+}
+
+
+def ecephys_module(nwbfile):
+    """The ``ecephys`` processing module, created on first use."""
+    if 'ecephys' not in nwbfile.processing:
+        nwbfile.create_processing_module('ecephys', 'Processed extracellular electrophysiology: spike sorting')
+    return nwbfile.processing['ecephys']
