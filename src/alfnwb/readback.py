@@ -107,10 +107,14 @@ def read_alf(path: str | Path, probe: str | None = None) -> tuple[dict, dict, di
             metrics[name] = _decode(units[name][u0:u1])
         clusters['metrics'] = pd.DataFrame(metrics)
         if 'waveform_mean' in units:
-            clusters['waveforms'] = units['waveform_mean'][u0:u1] / np.float32(1e6)
+            # stored peak channel first, in uV; ALF order is ascending channel index, in V
             eidx = units['electrodes_index'][:]
             e_start = eidx[u0 - 1] if u0 > 0 else 0
-            clusters['waveformsChannels'] = (units['electrodes'][e_start:eidx[u1 - 1]] - e0).reshape(u1 - u0, -1)
+            wfc = (units['electrodes'][e_start:eidx[u1 - 1]] - e0).reshape(u1 - u0, -1)
+            perm = np.argsort(wfc, axis=1, kind='stable')
+            clusters['waveformsChannels'] = np.take_along_axis(wfc, perm, axis=1)
+            wf = units['waveform_mean'][u0:u1] / np.float32(1e6)
+            clusters['waveforms'] = np.take_along_axis(wf, perm[:, None, :], axis=2)
     return spikes, clusters, channels
 
 

@@ -1,0 +1,50 @@
+"""The command line: a thin layer with one-line errors and exit codes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from alfnwb.cli import main
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, '-m', 'alfnwb.cli', *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help_lists_commands():
+    r = run('--help')
+    assert r.returncode == 0
+    for cmd in ('export', 'info', 'synth', 'demo'):
+        assert cmd in r.stdout
+
+
+def test_synth_export_info(tmp_path):
+    cache = tmp_path / 'cache'
+    r = run('--quiet', 'synth', '--cache-dir', str(cache), '--seed', '5', '--units', '8', '--duration', '30')
+    assert r.returncode == 0, r.stderr
+    pid = r.stdout.split('pid ')[1].split()[0]
+    out = tmp_path / 'p.nwb'
+    r = run('--quiet', 'export', '--pid', pid, '--cache-dir', str(cache), '--spike-sorter', 'pykilosort', '-o', str(out))
+    assert r.returncode == 0, r.stderr
+    assert 'alf/probe00/pykilosort' in r.stdout and out.exists()
+    r = run('info', str(out))
+    assert r.returncode == 0
+    assert 'sorter pykilosort' in r.stdout and 'histology alf' in r.stdout and 'revision unrevisioned' in r.stdout
+    # user errors: one line, no traceback, non-zero exit
+    r = run('export', '--pid', pid, '--cache-dir', str(cache), '--spike-sorter', 'ks4', '-o', str(tmp_path / 'q.nwb'))
+    assert r.returncode == 3
+    err = r.stderr.strip().splitlines()[-1]
+    assert err.startswith('alfnwb: error: insertion ' + pid) and 'Traceback' not in r.stderr
+    assert not (tmp_path / 'q.nwb').exists()
+    r = run('export', '--pid', pid, '--cache-dir', str(cache), '-o', str(out))
+    assert r.returncode == 7 and 'exists' in r.stderr
+    r = run('export', '--pid', pid, '--cache-dir', str(tmp_path / 'nowhere'), '-o', str(tmp_path / 'z.nwb'))
+    assert r.returncode == 1 and 'no such folder' in r.stderr
+
+
+def test_demo(tmp_path, capsys):
+    assert main(['--quiet', 'demo', '--output', str(tmp_path / 'demo')]) == 0
+    out = capsys.readouterr().out
+    assert 'wrote ' in out and 'probe00' in out and 'histology alf' in out
+    assert len(list((tmp_path / 'demo').glob('*.nwb'))) == 1

@@ -1,0 +1,193 @@
+"""The NWB file: electrodes, units, localization, metadata, validity, atomic writes."""
+
+import os
+
+import numpy as np
+import pytest
+
+from alfnwb.errors import MetadataError, OutputError
+from alfnwb.export import export
+
+
+@pytest.fixture(scope='module')
+def nwb(session_export):
+    from pynwb import NWBHDF5IO
+
+    io = NWBHDF5IO(str(session_export.path), 'r')
+    yield io.read()
+    io.close()
+
+
+def test_electrodes_table(nwb, synth):
+    from iblatlas.atlas import AllenAtlas
+    from iblatlas.regions import BrainRegions
+
+    s = synth.sessions[0]
+    el = nwb.electrodes.to_dataframe()
+    assert len(el) == 768
+    p0, p1 = s.probes
+    a = el[el.probe_name == 'probe00']
+    r = BrainRegions()
+    np.testing.assert_array_equal(a['atlas_id'], p0.channels['atlas_id'])
+    assert list(a['location']) == list(r.id2acronym(p0.channels['atlas_id']))
+    assert list(a['beryl_acronym']) == list(r.id2acronym(p0.channels['atlas_id'], mapping='Beryl'))
+    assert list(a['cosmos_acronym']) == list(r.id2acronym(p0.channels['atlas_id'], mapping='Cosmos'))
+    np.testing.assert_allclose(np.c_[a.ibl_ml, a.ibl_ap, a.ibl_dv], p0.channels['mlapdv'])
+    # CCF in NWB axes (AP, DV, ML), checked against iblatlas's own transform
+    ccf = AllenAtlas(mock=True).xyz2ccf(p0.channels['mlapdv'] / 1e6, ccf_order='apdvml', mode='wrap')
+    np.testing.assert_allclose(np.c_[a.x, a.y, a.z], ccf, atol=1e-6)
+    np.testing.assert_array_equal(a['rel_x'], p0.channels['localCoordinates'][:, 0])
+    np.testing.assert_array_equal(a['rel_y'], p0.channels['localCoordinates'][:, 1])
+    np.testing.assert_array_equal(a['channel_index'], np.arange(384))
+    np.testing.assert_array_equal(a['raw_channel_index'], p0.channels['rawInd'])
+    assert set(a['histology']) == {'alf'} and set(a['group_name']) == {'probe00'}
+    # NP2.4 without histology: a group per shank, location unknown
+    b = el[el.probe_name == 'probe01']
+    assert set(b['location']) == {'unknown'} and (b['atlas_id'] == -1).all() and b['x'].isna().all()
+    np.testing.assert_array_equal(b['shank'], p1.channels['shank'])
+    assert list(b['group_name']) == [f'probe01_shank{k}' for k in p1.channels['shank']]
+    assert sorted(nwb.electrode_groups) == ['probe00', 'probe01_shank0', 'probe01_shank1', 'probe01_shank2',
+                                            'probe01_shank3']
+    assert sorted(nwb.devices) == ['probe00', 'probe01']
+
+
+def test_anatomical_localization(nwb, synth):
+    loc = nwb.lab_meta_data['localization']
+    assert loc.spaces['AllenCCFv3'].orientation == 'PIR'
+    assert (loc.spaces['IBLBregma'].orientation, loc.spaces['IBLBregma'].origin) == ('RAS', 'bregma')
+    t = loc.anatomical_coordinates_tables['IBLBregmaCoordinates'].to_dataframe(index=True)
+    assert len(t) == 384  # only the probe with histology
+    np.testing.assert_allclose(np.c_[t.x, t.y, t.z], synth.sessions[0].probes[0].channels['mlapdv'])
+    c = loc.anatomical_coordinates_tables['AllenCCFv3Coordinates']
+    np.testing.assert_array_equal(c['localized_entity'].data[:], np.arange(384))
+    np.testing.assert_allclose(c['x'].data[:], nwb.electrodes['x'].data[:384])
+
+
+def test_units_table(nwb, synth):
+    s = synth.sessions[0]
+    units = nwb.units
+    probe_name = np.asarray(units['probe_name'][:])
+    cluster_id = np.asarray(units['cluster_id'][:])
+    assert len(set(units.id[:])) == len(units.id[:])
+    assert units.resolution == pytest.approx(1 / 30000)
+    for p, sorting in ((s.probes[0], s.probes[0].sortings[0]), (s.probes[1], s.probes[1].sortings[0])):
+        sp, cl = sorting.spikes, sorting.clusters
+        rows = np.flatnonzero(probe_name == p.name)
+        offset = 0 if p.name == 'probe00' else 384
+        assert len(rows) == cl['channels'].size  # clusters without spikes included
+        np.testing.assert_array_equal(cluster_id[rows], np.arange(rows.size))
+        for row, c in zip(rows, cluster_id[rows]):
+            expected = sp['times'][sp['clusters'] == c]
+            got = units['spike_times'][row]
+            assert got.dtype == np.float64
+            np.testing.assert_array_equal(got, expected)  # exact, in time order
+            np.testing.assert_array_equal(units['spike_amplitudes'][row], sp['amps'][sp['clusters'] == c])
+            el = units['electrodes'][row].index.to_numpy()
+            assert el[0] == cl['channels'][c] + offset  # peak channel first
+            assert set(el) == set(cl['waveformsChannels'][c] + offset)
+            assert units['peak_channel'][row] == cl['channels'][c] + offset
+            k = list(cl['waveformsChannels'][c]).index(cl['channels'][c])
+            np.testing.assert_allclose(units['waveform_mean'][row][:, 0], cl['waveforms'][c][:, k] * 1e6, rtol=1e-6)
+        assert list(units['cluster_uuid'][rows]) == list(cl['uuids']['uuids'])
+        np.testing.assert_array_equal(units['depth'][rows], cl['depths'])
+        np.testing.assert_array_equal(units['label'][rows], cl['metrics']['label'])
+        assert list(units['ks2_label'][rows]) == list(cl['metrics']['ks2_label'])
+        assert (np.diff([len(units['spike_times'][r]) for r in rows]) != 0).any()
+        assert any(len(units['spike_times'][r]) == 0 for r in rows)
+    assert 'V' in units['amp_median'].description and units.waveform_unit == 'microvolts'
+    loc0 = np.asarray(units['location'][:])[probe_name == 'probe00']
+    from iblatlas.regions import BrainRegions
+    peak = s.probes[0].sortings[0].clusters['channels']
+    assert list(loc0) == list(BrainRegions().id2acronym(s.probes[0].channels['atlas_id'][peak]))
+
+
+def test_session_metadata_and_provenance(nwb, synth):
+    s = synth.sessions[0]
+    assert nwb.session_id == s.eid and nwb.subject.subject_id == s.subject and nwb.lab == s.lab
+    assert nwb.session_start_time.tzinfo is not None
+    assert nwb.session_start_time.date() == s.date
+    prov = nwb.processing['ecephys']['alfnwb_provenance'].to_dataframe()
+    assert list(prov.probe_name) == ['probe00', 'probe01']
+    assert list(prov.collection) == ['alf/probe00/iblsorter', 'alf/probe01/pykilosort']
+    assert list(prov.revision) == ['2024-05-06', ''] and list(prov.histology) == ['alf', 'none']
+    assert list(prov.pid) == [p.pid for p in s.probes]
+
+
+def test_file_passes_nwbinspector_and_pynwb_validation(session_export):
+    from nwbinspector import Importance, inspect_nwbfile
+
+    from alfnwb.nwb.io import validate
+
+    assert validate(session_export.path) == []
+    serious = [m for m in inspect_nwbfile(nwbfile_path=str(session_export.path))
+               if m.importance in (Importance.CRITICAL, Importance.BEST_PRACTICE_VIOLATION)]
+    # the only accepted exception: 'unknown' (no histology) and 'void' (outside the brain) locations
+    for m in serious:
+        assert m.check_function_name == 'check_electrodes_location_allen_ccf', m
+        assert "'unknown'" in m.message or "'void'" in m.message, m.message
+    assert len(serious) <= 2
+
+
+def test_identifier_is_deterministic(synth, one_plain, tmp_path, session_export, nwb):
+    out = export(one_plain, tmp_path / 'again.nwb', eid=synth.sessions[0].eid)
+    from pynwb import NWBHDF5IO
+    with NWBHDF5IO(str(out.path), 'r') as io:
+        assert io.read().identifier == nwb.identifier
+
+
+def test_non_default_revision_and_metadata_file(synth, one_plain, tmp_path):
+    from pynwb import NWBHDF5IO
+
+    meta = tmp_path / 'meta.yaml'
+    meta.write_text('NWBFile:\n  experimenter: ["Doe, Jane"]\n  session_start_time: "2023-03-14T13:45:00"\n'
+                    '  timezone: America/New_York\nSubject:\n  sex: F\n  age: P120D\n')
+    p = synth.sessions[0].probes[0]
+    out = export(one_plain, tmp_path / 'rev.nwb', pid=p.pid, spike_sorter='iblsorter', revision='unrevisioned',
+                 metadata=meta)
+    with NWBHDF5IO(str(out.path), 'r') as io:
+        f = io.read()
+        assert f.experimenter == ('Doe, Jane',)
+        assert f.session_start_time.isoformat() == '2023-03-14T13:45:00-04:00'
+        assert (f.subject.sex, f.subject.age) == ('F', 'P120D')
+        prov = f.processing['ecephys']['alfnwb_provenance'].to_dataframe()
+        assert list(prov.revision) == [''] and list(prov.collection) == ['alf/probe00/iblsorter']
+        truth = next(s for s in p.sortings if s.collection == 'alf/probe00/iblsorter' and s.revision == '')
+        assert len(f.units) == truth.clusters['channels'].size
+
+
+@pytest.mark.parametrize('text,match', [
+    ('NWBFile:\n  experimentr: x\n', 'unknown key NWBFile.experimentr'),
+    ('Subject:\n  age: 12\n', 'Subject.age must be a string'),
+    ('Subjects: {}\n', 'unknown section'),
+    ('NWBFile:\n  timezone: Mars/Olympus\n', 'unknown timezone'),
+    ('!!python/object/apply:os.system ["echo hacked"]\n', 'not valid YAML'),
+])
+def test_bad_metadata_is_a_one_line_error(synth, one_plain, tmp_path, text, match):
+    meta = tmp_path / 'meta.yaml'
+    meta.write_text(text)
+    with pytest.raises(MetadataError, match=match) as e:
+        export(one_plain, tmp_path / 'm.nwb', pid=synth.pids[0], metadata=meta)
+    assert '\n' not in str(e.value)
+    assert os.listdir(tmp_path) == ['meta.yaml']
+
+
+def test_failed_write_leaves_nothing(synth, one_plain, tmp_path, monkeypatch):
+    import alfnwb.nwb.io as nio
+
+    def broken(path):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(nio, 'validate', broken)
+    with pytest.raises(OutputError, match='No space left on device'):
+        export(one_plain, tmp_path / 'x.nwb', pid=synth.pids[1])
+    assert os.listdir(tmp_path) == []
+
+
+def test_existing_output_needs_overwrite(synth, one_plain, tmp_path):
+    out = tmp_path / 'x.nwb'
+    out.write_bytes(b'previous')
+    with pytest.raises(OutputError, match='exists'):
+        export(one_plain, out, pid=synth.pids[1])
+    assert out.read_bytes() == b'previous'
+    with pytest.raises(OutputError, match='must end in .nwb'):
+        export(one_plain, tmp_path / 'x.h5', pid=synth.pids[1])
