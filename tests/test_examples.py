@@ -1,0 +1,15 @@
+"""The examples run."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / 'examples'
+
+
+def test_export_and_read_example(tmp_path):
+    r = subprocess.run([sys.executable, str(EXAMPLES / 'export_and_read.py'), str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert 'good units per Beryl region' in r.stdout and 'read_alf:' in r.stdout
+    assert (tmp_path / 'session.nwb').exists()
