@@ -142,3 +142,27 @@ def test_never_creates_an_allen_atlas(monkeypatch, synth, one_alyx):
     monkeypatch.setattr(iblatlas.atlas.AllenAtlas, '__init__', forbidden)
     d = load_probe(one_alyx, synth.sessions[0].probes[0].pid)
     assert d.provenance.histology == 'alf'
+
+
+def test_inconsistent_alf_is_a_one_line_error(tmp_path):
+    from one.api import One
+
+    from alfnwb.errors import InvalidDataError
+    from alfnwb.export import export
+    from alfnwb.synthetic import write_cache
+
+    cache = write_cache(tmp_path / 'c', seed=11, sessions=1, n_units=5, duration=20)
+    one = One(cache_dir=cache.cache_dir, mode='local')
+    s = cache.sessions[0]
+    p1 = s.probes[1]
+    f = s.path / 'alf/probe01/pykilosort/spikes.times.npy'
+    np.save(f, np.load(f)[::-1].copy())
+    with pytest.raises(InvalidDataError, match=f'insertion {p1.pid}: alf/probe01/pykilosort/spikes.times is not sorted'):
+        load_probe(one, p1.pid)
+    f = s.path / 'alf/probe00/iblsorter/#2024-05-06#/channels.brainLocationIds_ccf_2017.npy'
+    ids = np.load(f)
+    ids[3] = 123456789
+    np.save(f, ids)
+    with pytest.raises(InvalidDataError, match=f'insertion {s.probes[0].pid}: .*atlas ids unknown.*123456789'):
+        export(one, tmp_path / 'x.nwb', pid=s.probes[0].pid)
+    assert not (tmp_path / 'x.nwb').exists()

@@ -21,8 +21,6 @@ from .errors import (AlfNwbError, AtlasRequiredError, HistologyError, InvalidDat
 
 _logger = logging.getLogger(__name__)
 
-#: Spike sorters in the order IBL recommends them; '' is the old Kilosort 2.5 layout ``alf/probeXX``.
-SORTER_PREFERENCE = ('iblsorter', 'pykilosort', '')
 #: Name users give the old layout (``alf/probeXX`` without a sorter folder).
 KILOSORT25 = 'kilosort2.5'
 #: Revision keyword for the original, unrevisioned datasets of a collection.
@@ -171,9 +169,8 @@ def _choose_sorting(one, eid: str, probe: str, pid: str, spike_sorter: str | Non
     if not found:
         raise NotFoundError(f'insertion {pid} ({probe}): no spike sorting (spikes.times) in the cache for session {eid}')
     listing = '; '.join(f'{s}: {", ".join(r or UNREVISIONED for r in revs)}' for s, revs in found.items())
-    if spike_sorter in (None, ''):
-        sorter = next(s for s in (*SORTER_PREFERENCE[:2], KILOSORT25) if s in found) if any(
-            s in found for s in (*SORTER_PREFERENCE[:2], KILOSORT25)) else next(iter(found))
+    if spike_sorter is None:  # IBL's recommendation order, else whatever exists
+        sorter = next((s for s in ('iblsorter', 'pykilosort', KILOSORT25) if s in found), next(iter(found)))
     else:
         sorter = KILOSORT25 if spike_sorter in ('', 'ks2.5', 'kilosort2.5', 'ks25') else spike_sorter
         if sorter not in found:
@@ -208,6 +205,14 @@ def _loader_class():
             except AlfNwbError:
                 raise
             except (requests.exceptions.ConnectionError, IndexError, KeyError) as e:
+                ids_file = next((f for f in self.files.get('channels', [])
+                                 if 'brainLocationIds_ccf_2017' in f.name), None)
+                if ids_file is not None:  # alf-level histology that brainbox could not look up
+                    from .atlas import region_columns
+
+                    region_columns(np.load(ids_file, allow_pickle=False),
+                                   context=f'insertion {self.pid}: {ids_file.name}: ')
+                    raise InvalidDataError(f'insertion {self.pid}: {ids_file.name}: cannot be read ({e})') from None
                 # A local OneAlyx whose REST cache has no record of this insertion: no histology.
                 warnings.warn(f'insertion {self.pid}: Alyx histology records unavailable ({type(e).__name__}); '
                               f'exporting without channel locations')
@@ -215,6 +220,15 @@ def _loader_class():
                 return alfio.load_object(self.files['channels'], wildcards=self.one.wildcards)
 
     return _Loader
+
+
+def _insertions(one):
+    """The cache's insertions table (from insertions.pqt) with str eid/id columns, or None."""
+    table = one._cache.get('insertions') if hasattr(one, '_cache') else None
+    if table is None or not len(table):
+        return None
+    table = table.reset_index()
+    return table.assign(eid=table['eid'].astype(str), id=table['id'].astype(str))
 
 
 def resolve_pid(one, pid: str) -> tuple[str, str]:
@@ -234,14 +248,10 @@ def resolve_pid(one, pid: str) -> tuple[str, str]:
             eid, name = one.pid2eid(pid)
         except NotImplementedError:
             pass
-    if eid is None:
-        table = one._cache.get('insertions') if hasattr(one, '_cache') else None
-        if table is not None and len(table):
-            ids = table.index.get_level_values('id').astype(str)
-            hit = np.flatnonzero(ids == pid)
-            if hit.size:
-                eid = str(table.index.get_level_values('eid')[hit[0]])
-                name = table['name'].iloc[hit[0]]
+    if eid is None and (table := _insertions(one)) is not None:
+        hit = table[table['id'] == pid]
+        if len(hit):
+            eid, name = hit['eid'].iloc[0], hit['name'].iloc[0]
     if eid is None:
         raise NotFoundError(f'insertion {pid}: not found in the ONE cache (insertions.pqt) or Alyx')
     return str(eid), str(name)
@@ -256,12 +266,9 @@ def session_probes(one, eid: str) -> list[tuple[str, str]]:
             pids, names = one.eid2pid(eid)
         except NotImplementedError:
             pass
-    if pids is None:
-        table = one._cache.get('insertions') if hasattr(one, '_cache') else None
-        if table is not None and len(table):
-            sel = table.index.get_level_values('eid').astype(str) == eid
-            pids = list(table.index.get_level_values('id')[sel])
-            names = list(table['name'][sel])
+    if pids is None and (table := _insertions(one)) is not None:
+        sel = table[table['eid'] == eid]
+        pids, names = list(sel['id']), list(sel['name'])
     if not pids:
         raise NotFoundError(f'session {eid}: no probe insertion found (insertions.pqt or Alyx)')
     return sorted(((str(p), str(n)) for p, n in zip(pids, names)), key=lambda x: x[1])
@@ -434,11 +441,9 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
         clusters['uuids'] = np.asarray(u['uuids'] if hasattr(u, 'columns') else u).astype(str)
     _check(pid, spikes, clusters, channels, collection)
     model = ''
-    table = one._cache.get('insertions') if hasattr(one, '_cache') else None
-    if table is not None and 'model' in getattr(table, 'columns', []):
-        sel = table.index.get_level_values('id').astype(str) == pid
-        if sel.any():
-            model = str(table['model'][sel].iloc[0])
+    if (table := _insertions(one)) is not None and 'model' in table:
+        sel = table[table['id'] == pid]
+        model = str(sel['model'].iloc[0]) if len(sel) else ''
     prov = Provenance(pid=pid, eid=str(eid), probe=probe, spike_sorter=sorter, collection=collection,
                       revision=loaded_rev, histology=histology, model=model, **_versions())
     return ProbeData(provenance=prov, spikes=spikes, clusters=clusters, channels=channels)
