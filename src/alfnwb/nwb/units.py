@@ -142,6 +142,9 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
     cols = {k: [] for k in UNIT_COLUMNS}
     metrics = []
     spike_base = unit_el_base = 0
+    # region names of every electrodes row, converted once for all probes
+    regions = {name: np.asarray(nwbfile.electrodes[name].data, dtype=object)
+               for name in ('location', 'beryl_acronym', 'cosmos_acronym')}
     for probe, offset in zip(probes, electrode_offsets):
         sp, cl, prov = probe.spikes, probe.clusters, probe.provenance
         nc = probe.n_clusters
@@ -157,7 +160,6 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
         unit_el_base += rows.size
         templates.append(tmpl)
         peak = np.asarray(cl['channels']).astype(np.int64)
-        loc = nwbfile.electrodes
         cols['probe_name'].append(np.full(nc, prov.probe, dtype=object))
         cols['pid'].append(np.full(nc, prov.pid, dtype=object))
         cols['cluster_id'].append(np.arange(nc, dtype=np.int64))
@@ -165,8 +167,7 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
                                     else np.full(nc, '', dtype=object))
         cols['peak_channel'].append(peak + offset)
         cols['depth'].append(np.asarray(cl['depths'], dtype=float) if 'depths' in cl else np.full(nc, np.nan))
-        for name in ('location', 'beryl_acronym', 'cosmos_acronym'):
-            column = np.asarray(loc[name].data, dtype=object)
+        for name, column in regions.items():
             cols[name].append(column[peak + offset] if nc else np.empty(0, dtype=object))
         m = cl.get('metrics')
         if m is not None:
