@@ -21,7 +21,8 @@ class ExportResult:
     probes: list = field(default_factory=list)  # Provenance of each probe
 
 
-def build_nwbfile(session: SessionData, metadata: dict | None = None, compression: str | None = 'gzip'):
+def build_nwbfile(session: SessionData, metadata: dict | None = None, compression: str | None = 'gzip',
+                  analyzers: list | None = None):
     """Build the in-memory NWBFile of a loaded session (no I/O).
 
     Parameters
@@ -32,6 +33,9 @@ def build_nwbfile(session: SessionData, metadata: dict | None = None, compressio
         From :func:`alfnwb.metadata.read_metadata`.
     compression : str or None
         HDF5 filter of the per-spike datasets.
+    analyzers : list, optional
+        One SortingAnalyzer per probe (from :func:`alfnwb.analyzer.build_analyzer`), or None entries:
+        each becomes a SpikeSortingContainer named after its probe.
 
     Returns
     -------
@@ -44,14 +48,60 @@ def build_nwbfile(session: SessionData, metadata: dict | None = None, compressio
     nwbfile = make_nwbfile(session, metadata)
     offsets = add_electrodes(nwbfile, session.probes)
     add_units(nwbfile, session.probes, offsets, compression=compression)
-    add_provenance(nwbfile, session)
+    num_samples = [0] * len(session.probes)
+    if analyzers:
+        from .nwb.analyzer import add_spike_sorting
+
+        unit_offset = 0
+        for i, (probe, analyzer, offset) in enumerate(zip(session.probes, analyzers, offsets)):
+            if analyzer is not None:
+                add_spike_sorting(nwbfile, analyzer, probe.provenance.probe, offset, unit_offset,
+                                  compression=compression)
+                num_samples[i] = int(analyzer.get_total_samples())
+            unit_offset += probe.n_clusters
+    add_provenance(nwbfile, session, num_samples=num_samples)
     return nwbfile
+
+
+def build_analyzers(one, session: SessionData, extensions=None, raw: bool = False,
+                    extension_params: dict | None = None, n_jobs: int = 1) -> list:
+    """One SortingAnalyzer per probe of a loaded session (None for every probe if no extension is asked).
+
+    Parameters
+    ----------
+    one : one.api.One
+        Finds the raw data when ``raw``.
+    session : SessionData
+    extensions, extension_params
+        See :func:`alfnwb.analyzer.resolve_extensions` and :func:`alfnwb.analyzer.build_analyzer`.
+    raw : bool
+        Compute the raw-data extensions from ``raw_ephys_data/<probe>/*.ap.cbin``.
+    n_jobs : int
+        Processes for the raw-data extensions.
+
+    Returns
+    -------
+    list
+    """
+    from .analyzer import build_analyzer, open_raw_recording, resolve_extensions
+    from .loading import raw_ap_file
+
+    names = resolve_extensions(extensions, raw=raw)
+    if not names:
+        return [None] * len(session.probes)
+    out = []
+    for probe in session.probes:
+        recording = open_raw_recording(raw_ap_file(one, probe), probe) if raw else None
+        out.append(build_analyzer(probe, names, recording=recording, extension_params=extension_params,
+                                  n_jobs=n_jobs))
+    return out
 
 
 def export(one, output: str | Path, *, pid: str | None = None, eid: str | None = None, probe: str | None = None,
            spike_sorter: str | None = None, revision: str | None = None, min_histology: str = 'none',
            atlas=None, metadata: str | Path | dict | None = None, overwrite: bool = False,
-           compression: str | None = 'gzip') -> ExportResult:
+           compression: str | None = 'gzip', extensions=None, raw: bool = False,
+           extension_params: dict | None = None, n_jobs: int = 1) -> ExportResult:
     """Export an insertion or a session to one NWB file.
 
     Parameters
@@ -74,6 +124,16 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         Replace an existing output file.
     compression : str or None
         HDF5 filter of the per-spike datasets ('gzip' default, 'lzf', None).
+    extensions : str or list of str, optional
+        SortingAnalyzer extensions to write per probe: ``'default'`` (None), ``'all'``, ``'none'`` or
+        names (see :mod:`alfnwb.analyzer`).
+    raw : bool
+        Also compute ``waveforms``, ``noise_levels`` and ``principal_components`` from the local raw
+        AP band.
+    extension_params : dict, optional
+        SpikeInterface parameters per extension, e.g. ``{'correlograms': {'window_ms': 100}}``.
+    n_jobs : int
+        Processes for the raw-data extensions.
 
     Returns
     -------
@@ -81,9 +141,14 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     """
     output = check_output(output, overwrite)  # fail before minutes of loading
     meta = metadata if isinstance(metadata, dict) else read_metadata(metadata)
+    from .analyzer import resolve_extensions
+
+    resolve_extensions(extensions, raw=raw)  # a wrong name fails before loading
     session = load_session(one, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter, revision=revision,
                            min_histology=min_histology, atlas=atlas)
-    nwbfile = build_nwbfile(session, meta, compression=compression)
+    analyzers = build_analyzers(one, session, extensions, raw=raw, extension_params=extension_params,
+                                n_jobs=n_jobs)
+    nwbfile = build_nwbfile(session, meta, compression=compression, analyzers=analyzers)
     path = write_nwbfile(nwbfile, output, overwrite=overwrite)
     return ExportResult(path=path, session=session, n_units=sum(p.n_clusters for p in session.probes),
                         n_electrodes=sum(p.n_channels for p in session.probes),

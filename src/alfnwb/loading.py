@@ -12,6 +12,7 @@ import logging
 import uuid
 import warnings
 from dataclasses import dataclass, field, asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -447,6 +448,39 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
     prov = Provenance(pid=pid, eid=str(eid), probe=probe, spike_sorter=sorter, collection=collection,
                       revision=loaded_rev, histology=histology, model=model, **_versions())
     return ProbeData(provenance=prov, spikes=spikes, clusters=clusters, channels=channels)
+
+
+def raw_ap_file(one, probe: ProbeData) -> Path:
+    """The local raw AP band of a probe (``raw_ephys_data/<probe>/*.ap.cbin`` with its ``.ch`` and ``.meta``).
+
+    Parameters
+    ----------
+    one : one.api.One
+    probe : ProbeData
+        The loaded probe (its eid and name locate the files).
+
+    Returns
+    -------
+    pathlib.Path
+        The ``.cbin`` file; ONE downloads the three files if it can and they are missing.
+    """
+    prov = probe.provenance
+    collection = f'raw_ephys_data/{prov.probe}'
+    names = one.list_datasets(prov.eid, collection=collection, filename='*.ap.*')
+    names = [str(n) for n in (names.tolist() if hasattr(names, 'tolist') else names)]
+    wanted = {ext: [n for n in names if n.endswith(f'.ap.{ext}')] for ext in ('cbin', 'ch', 'meta')}
+    missing = [ext for ext, found in wanted.items() if len(found) != 1]
+    if missing:
+        raise NotFoundError(f'insertion {prov.pid}: raw data {collection}/*.ap.{"/".join(missing)} '
+                            f'not found ({"several" if any(wanted[m] for m in missing) else "none"} in the cache)')
+    try:
+        paths = one.load_datasets(prov.eid, [wanted[ext][0] for ext in ('cbin', 'ch', 'meta')],
+                                  download_only=True, check_hash=False)[0]
+    except Exception as exc:  # noqa: BLE001 - ONE raises several types for missing/unreachable files
+        raise NotFoundError(f'insertion {prov.pid}: raw data {collection}: {exc}') from exc
+    if any(p is None or not Path(p).exists() for p in paths):
+        raise NotFoundError(f'insertion {prov.pid}: raw data {collection}/*.ap.cbin is listed but not on disk')
+    return Path(paths[0])
 
 
 def load_session(one, eid: str | None = None, *, pid: str | None = None, probe: str | None = None,

@@ -13,6 +13,24 @@ from pathlib import Path
 from ..errors import AlfNwbError, OutputError
 
 
+def dataio(data, compression: str | None, chunk: int | None = 1 << 18):
+    """Wrap an array for HDF5 with chunking and compression (shuffle on), or return it as is.
+
+    ``chunk`` is the number of rows per chunk (None: let h5py choose for n-d arrays).
+    """
+    import numpy as np
+    from hdmf.backends.hdf5.h5_utils import H5DataIO
+
+    data = np.asarray(data)
+    if compression is None or data.size == 0:
+        return data
+    if chunk is None:
+        chunks = True
+    else:
+        chunks = (min(chunk, data.shape[0]),) + data.shape[1:]
+    return H5DataIO(data, compression=compression, shuffle=True, chunks=chunks)
+
+
 def check_output(path: str | Path, overwrite: bool = False) -> Path:
     """Fail early, before loading anything, if the output cannot be written."""
     path = Path(path)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
+
 from ..loading import SessionData
 from ..metadata import LABS, session_start_time
 
@@ -84,8 +86,11 @@ def _age(subj_meta: dict) -> dict:
     return out
 
 
-def add_provenance(nwbfile, session: SessionData) -> None:
+def add_provenance(nwbfile, session: SessionData, num_samples: list[int] | None = None) -> None:
     """One row per probe: pid, sorter, collection, revision, histology level, software versions.
+
+    ``num_samples``: length of each probe's recording in samples (0 when unknown), which a
+    SortingAnalyzer read back from the file needs.
 
     Stored as a DynamicTable in ``processing/ecephys`` so that any NWB reader sees it.
     """
@@ -96,6 +101,9 @@ def add_provenance(nwbfile, session: SessionData) -> None:
     keys = list(rows[0])
     cols = [VectorData(name=('probe_name' if k == 'probe' else k),
                        description=_PROV_DESC.get(k, k), data=[str(r[k]) for r in rows]) for k in keys]
+    cols.append(VectorData(name='num_samples', description='samples of the probe\'s recording (raw file length, '
+                           'else last spike sample + 1; 0: no SortingAnalyzer written)',
+                           data=np.asarray(num_samples or [0] * len(rows), dtype=np.int64)))
     table = DynamicTable(name=PROVENANCE_TABLE, description='Where each probe came from (ONE / ALF), by alfnwb',
                          columns=cols)
     module.add(table)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..loading import ProbeData
 from .electrodes import UNKNOWN
+from .io import dataio
 
 FS = 30000.0
 
@@ -110,16 +111,6 @@ def _unit_electrodes(probe: ProbeData, offset: int):
     return flat + offset, np.cumsum(keep.sum(axis=1)), None
 
 
-def _compressed(data, compression: str | None, chunk: int = 1 << 18):
-    from hdmf.backends.hdf5.h5_utils import H5DataIO
-
-    data = np.asarray(data)
-    if compression is None or data.size == 0:
-        return data
-    chunks = (min(chunk, data.shape[0]),) + data.shape[1:] if data.ndim > 1 else (min(chunk, data.size),)
-    return H5DataIO(data, compression=compression, shuffle=True, chunks=chunks)
-
-
 def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
               compression: str | None = 'gzip') -> None:
     """Build the units table of every probe at once and attach it to the file.
@@ -137,7 +128,7 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
     from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
     from pynwb.misc import Units
 
-    times, amps, depths, t_ends = [], [], [], []
+    times, amps, depths, samples, t_ends = [], [], [], [], []
     el_rows, el_ends, templates = [], [], []
     cols = {k: [] for k in UNIT_COLUMNS}
     metrics = []
@@ -152,6 +143,7 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
         times.append(np.asarray(sp['times'])[order])
         amps.append(np.asarray(sp['amps'])[order] if 'amps' in sp else np.full(order.size, np.nan))
         depths.append(np.asarray(sp['depths'])[order] if 'depths' in sp else np.full(order.size, np.nan))
+        samples.append(np.asarray(sp['samples'])[order] if 'samples' in sp else None)
         t_ends.append(ends + spike_base)
         spike_base += order.size
         rows, r_ends, tmpl = _unit_electrodes(probe, offset)
@@ -182,15 +174,20 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
     n_units = sum(p.n_clusters for p in probes)
     columns = []
     st = VectorData(name='spike_times', description='spike times (s, session clock; spikes.times exactly)',
-                    data=_compressed(np.concatenate(times), compression))
+                    data=dataio(np.concatenate(times), compression))
     columns += [st, VectorIndex(name='spike_times_index', data=np.concatenate(t_ends).astype(np.int64), target=st)]
     amp = np.concatenate(amps)
     sa = VectorData(name='spike_amplitudes', description='amplitude of each spike, volts (spikes.amps), '
-                    'in the order of spike_times', data=_compressed(amp, compression))
+                    'in the order of spike_times', data=dataio(amp, compression))
     columns += [sa, VectorIndex(name='spike_amplitudes_index', data=np.concatenate(t_ends).astype(np.int64), target=sa)]
     sd = VectorData(name='spike_depths', description='depth of each spike along the probe, um (spikes.depths), '
-                    'in the order of spike_times', data=_compressed(np.concatenate(depths), compression))
+                    'in the order of spike_times', data=dataio(np.concatenate(depths), compression))
     columns += [sd, VectorIndex(name='spike_depths_index', data=np.concatenate(t_ends).astype(np.int64), target=sd)]
+    if samples and all(s is not None for s in samples):
+        ss = VectorData(name='spike_samples', description='sample index of each spike on its probe\'s clock '
+                        '(spikes.samples), in the order of spike_times', data=dataio(np.concatenate(samples), compression))
+        columns += [ss, VectorIndex(name='spike_samples_index', data=np.concatenate(t_ends).astype(np.int64),
+                                    target=ss)]
     el = DynamicTableRegion(name='electrodes', description='electrodes of the unit\'s waveform, peak channel first',
                             data=np.concatenate(el_rows).astype(np.int64), table=nwbfile.electrodes)
     columns += [el, VectorIndex(name='electrodes_index', data=np.concatenate(el_ends).astype(np.int64), target=el)]
@@ -204,7 +201,7 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
         wf = np.concatenate(templates).astype(np.float32) * np.float32(1e6)  # V -> uV
         columns.append(VectorData(name='waveform_mean', description='cluster template (clusters.waveforms), uV, '
                                   'samples x electrodes in the order of the electrodes column',
-                                  data=_compressed(wf, compression, chunk=256)))
+                                  data=dataio(wf, compression, chunk=256)))
         kwargs = {'waveform_rate': FS, 'waveform_unit': 'microvolts'}
     units = Units(name='units', description='spike sorted units (ALF clusters) of every probe; ids unique across probes',
                   id=ElementIdentifiers(name='id', data=np.arange(n_units, dtype=np.int64)), columns=columns,
