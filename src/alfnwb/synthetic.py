@@ -23,6 +23,18 @@ tmpl   probe    layout  histology spike sorting collections
 
 Ids (eid, pid, dataset ids, cluster uuids) are UUIDs derived from the seed, so a given seed always
 gives the same cache. The ground truth of each probe is returned as :class:`SynthProbe`.
+
+As in real IBL data, ``spikes.times`` is the probe's sample clock synchronised to the session's main
+clock: ``times = samples / FS * (1 + drift) + offset``, with a drift of a few ppm and an offset of
+tens of ms per probe (:attr:`SynthProbe.clock_drift`, :attr:`SynthProbe.clock_offset`), so
+``times != samples / FS``.
+
+With ``raw=True``, :func:`write_cache` also writes every probe's raw AP band, consistent with the
+probe's default spike sorting (templates placed at ``spikes.samples``, scaled by ``spikes.amps``,
+plus Gaussian noise of :data:`RAW_NOISE_UV`), as IBL lays it out:
+``raw_ephys_data/probeXX/_spikeglx_ephysData_g0_t0.imecK.ap.{cbin,ch,meta}`` (``mtscomp``
+compressed int16, 384 AP channels and 1 sync channel, a SpikeGLX ``.meta`` with the real
+Neuropixels gains: :data:`RAW_FORMATS`).
 """
 
 from __future__ import annotations
@@ -37,7 +49,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ['write_cache', 'SynthCache', 'SynthSession', 'SynthProbe', 'SUBJECTS', 'probe_geometry']
+__all__ = ['write_cache', 'SynthCache', 'SynthSession', 'SynthProbe', 'SynthSorting', 'SUBJECTS', 'probe_geometry',
+           'RAW_NOISE_UV', 'RAW_FORMATS', 'raw_sample2volts', 'raw_file_name']
 
 NAMESPACE = uuid.UUID('6a0c1c74-4f0e-4d59-a9ae-3d33c6a3c2e5')
 FS = 30000.0
@@ -45,6 +58,20 @@ TIP_UM = 200.0  # distance from the probe tip to the first site (as brainbox's T
 REVISION = '2024-05-06'
 ALIGNMENT_KEY = '2024-02-01T10:00:00_alfnwb'
 TRAJECTORY_PROVENANCE = 'Ephys aligned histology track'
+
+#: Standard deviation of the Gaussian noise of the synthetic raw AP band, uV (on every AP channel).
+RAW_NOISE_UV = 10.0
+#: Per-probe clock against the session's main clock: |drift| in ppm and offset in s (uniform ranges).
+CLOCK_DRIFT_PPM = (2.0, 12.0)
+CLOCK_OFFSET_S = (0.01, 0.09)
+#: SpikeGLX AP band digitisation of the layouts: volts = counts * range_max / max_int / gain.
+#: ``type``: ``imDatPrb_type``; ``pn``: ``imDatPrb_pn`` (3B2 NP1 probes, NP2.0 four-shank prototype);
+#: ``ref_channel``: the on-shank reference site (drawn with flag 0 in ``snsShankMap``).
+RAW_FORMATS = {
+    'NP1': {'type': 0, 'pn': 'PRB_1_4_0480_1', 'gain': 500, 'range_max': 0.6, 'max_int': 512, 'ref_channel': 191},
+    'NP2.4': {'type': 24, 'pn': 'NP2010', 'gain': 80, 'range_max': 0.62, 'max_int': 8192, 'ref_channel': 127},
+}
+RAW_CHUNK = 30000  # samples synthesised at once (and mtscomp chunk: 1 s)
 
 # Real Brain Wide Map lab/subject name styles: underscores, hyphens, lower case, digits.
 SUBJECTS = [
@@ -106,6 +133,16 @@ class SynthProbe:
     histology: str
     channels: dict  # localCoordinates, rawInd, shank, mlapdv (um), atlas_id
     sortings: list = field(default_factory=list)
+    clock_drift: float = 0.0  # spikes.times = spikes.samples / FS * (1 + clock_drift) + clock_offset
+    clock_offset: float = 0.0  # s
+    raw_path: Path | None = None  # the raw AP band .ap.cbin (with .ch and .meta beside), when written
+
+    @property
+    def default_sorting(self) -> SynthSorting:
+        """The sorting a loader picks by default: default revision, iblsorter > pykilosort > Kilosort 2.5."""
+        rank = {'iblsorter': 0, 'pykilosort': 1, '': 2}
+        defaults = [s for s in self.sortings if s.default]
+        return min(defaults, key=lambda s: rank.get(s.sorter, 3))
 
 
 @dataclass
@@ -260,11 +297,26 @@ def _templates(peak: np.ndarray, amps_v: np.ndarray, channels: dict, rng) -> tup
     return wf.astype(np.float32), wf_channels.astype(np.int64)
 
 
-def _sorting(channels: dict, n_units: int, duration: float, rng: np.random.Generator, pid: str, tag: str):
+def _rng(*parts) -> np.random.Generator:
+    """A generator seeded from the parts only: draws that leave every other random stream untouched."""
+    return np.random.default_rng(uuid.UUID(_uuid('rng', *parts)).int)
+
+
+def _clock(pid: str) -> tuple[float, float]:
+    """Drift (a few ppm, either sign) and offset (s) of a probe's clock against the session's clock."""
+    rng = _rng(pid, 'clock')
+    drift = rng.choice([-1.0, 1.0]) * rng.uniform(*CLOCK_DRIFT_PPM) * 1e-6
+    return float(drift), float(rng.uniform(*CLOCK_OFFSET_S))
+
+
+def _sorting(channels: dict, n_units: int, duration: float, rng: np.random.Generator, pid: str, tag: str,
+             clock: tuple[float, float] = (0.0, 0.0)):
     from brainbox.metrics.single_units import quick_unit_metrics
 
     samples, clu = _spike_trains(n_units, duration, rng)
-    times = samples / FS
+    # the probe's sample clock synchronised to the session's main clock, as IBL's spikes.times
+    drift, offset = clock
+    times = samples / FS * (1.0 + drift) + offset
     n_ch = channels['rawInd'].size
     peak = np.sort(rng.choice(n_ch, n_units, replace=n_units > n_ch))
     unit_amp = np.clip(rng.lognormal(np.log(90e-6), 0.5, n_units), 20e-6, 800e-6)
@@ -317,6 +369,202 @@ def _save(folder: Path, obj: str, data: dict, files: list):
 
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def raw_sample2volts(layout: str) -> float:
+    """Volts per int16 count of the raw AP band of a layout (``imAiRangeMax / imMaxInt / gain``)."""
+    f = RAW_FORMATS[layout]
+    return f['range_max'] / f['max_int'] / f['gain']
+
+
+def raw_file_name(index: int, ext: str = 'cbin') -> str:
+    """IBL's name of the raw AP band of the probe at ``index`` (0 for probe00): ``..imec0.ap.cbin``."""
+    return f'_spikeglx_ephysData_g0_t0.imec{index}.ap.{ext}'
+
+
+def _raw_chunks(sorting: SynthSorting, n_channels: int, n_samples: int, s2v: float, max_int: int,
+                rng: np.random.Generator, chunk: int = RAW_CHUNK):
+    """Raw AP band (int16, n x (n_channels + 1 sync channel)), one time chunk at a time.
+
+    Every spike adds its unit's template (V, on the unit's ``waveformsChannels``) scaled by
+    ``spikes.amps / clusters.amps``, with the template's trough (sample 42) on ``spikes.samples``.
+    Vectorised: all spikes touching a chunk are summed by one ``np.bincount`` on flat indices.
+    """
+    spikes, clusters = sorting.spikes, sorting.clusters
+    samples = np.asarray(spikes['samples'], dtype=np.int64)
+    clu = np.asarray(spikes['clusters'], dtype=np.int64)
+    waveforms = np.asarray(clusters['waveforms'], dtype=np.float64) / s2v  # counts
+    wf_channels = np.asarray(clusters['waveformsChannels'], dtype=np.int64)
+    scale = np.asarray(spikes['amps'], dtype=np.float64) / np.asarray(clusters['amps'], dtype=np.float64)[clu]
+    lags = np.arange(waveforms.shape[1]) - 42
+    noise = RAW_NOISE_UV * 1e-6 / s2v  # counts
+    for c0 in range(0, n_samples, chunk):
+        n = min(chunk, n_samples - c0)
+        # spikes whose template window [s - 42, s + 39] overlaps the chunk [c0, c0 + n)
+        i0, i1 = np.searchsorted(samples, [c0 - lags[-1], c0 + n - lags[0]])
+        t = samples[i0:i1, None] + lags[None, :] - c0  # (spikes, 82) sample in the chunk
+        flat = t[:, :, None] * n_channels + wf_channels[clu[i0:i1]][:, None, :]  # (spikes, 82, 32)
+        values = waveforms[clu[i0:i1]] * scale[i0:i1, None, None]
+        inside = np.broadcast_to(((t >= 0) & (t < n))[:, :, None], flat.shape)
+        signal = np.bincount(flat[inside], weights=values[inside], minlength=n * n_channels)
+        traces = rng.standard_normal((n, n_channels), dtype=np.float32)
+        traces *= noise
+        traces += signal.reshape(n, n_channels)
+        np.rint(traces, out=traces)
+        np.clip(traces, -max_int, max_int - 1, out=traces)  # the ADC's range
+        out = np.zeros((n, n_channels + 1), dtype=np.int16)  # last: the sync channel (no sync pulses)
+        out[:, :n_channels] = traces
+        yield out
+
+
+def _spikeglx_meta(layout: str, index: int, n_samples: int, sha1: str, session: SynthSession, serial: str,
+                   geometry: dict, rng: np.random.Generator) -> str:
+    """A SpikeGLX ``.ap.meta`` of a 3B (NP1) or NP2.0 four-shank (NP2.4) recording of 384 + 1 channels.
+
+    The channel map (``~snsShankMap``) and read-out table (``~imroTbl``) are computed from the
+    layout's geometry in channel order, so that ibl-neuropixel and probeinterface read it back.
+    """
+    fmt = RAW_FORMATS[layout]
+    nc = geometry['x'].size
+    np1 = layout == 'NP1'
+    row, shank = geometry['row'].astype(int), geometry['shank'].astype(int)
+    # SpikeGLX site column (0, 1): IBL's NP1 columns 0-3 are its mirrored, staggered version
+    col = (2 + row % 2 - geometry['col'].astype(int)) // 2 if np1 else geometry['col'].astype(int)
+    electrode = 2 * row + col  # on the shank
+    bank = electrode // 384
+    if np1:
+        assert np.array_equal(electrode, np.arange(nc)), 'NP1: channel i reads electrode i (bank 0)'
+        imro = f'(0,{nc})' + ''.join(f'({c} {b} 0 {fmt["gain"]} 250 1)' for c, b in zip(range(nc), bank))
+        n_shanks, n_cols, n_rows = 1, 2, 480
+        sync_index = 2 * nc  # the 3B AP + LF + SY acquisition order
+    else:
+        imro = f'({fmt["type"]},{nc})' + ''.join(f'({c} {s} {b} 0 {e})' for c, s, b, e in
+                                                  zip(range(nc), shank, bank, electrode))
+        n_shanks, n_cols, n_rows = 4, 2, 640
+        sync_index = nc
+    order = np.empty(nc, dtype=int)  # SpikeGLX display order: by shank, then electrode
+    order[np.lexsort((electrode, shank))] = np.arange(nc)
+    chan_map = (f'({nc},{nc if np1 else 0},1)' + ''.join(f'(AP{c};{c}:{o})' for c, o in enumerate(order))
+                + f'(SY0;{sync_index}:{sync_index})')
+    flags = (np.arange(nc) != fmt['ref_channel']).astype(int)
+    shank_map = f'({n_shanks},{n_cols},{n_rows})' + ''.join(
+        f'({s}:{c}:{r}:{f})' for s, c, r, f in zip(shank, col, row, flags))
+    start = datetime.datetime.combine(session.date, datetime.time(10, 0)) + datetime.timedelta(
+        seconds=int(rng.integers(0, 4 * 3600)))
+    stem = raw_file_name(index, 'bin')
+    acq = (f'D:/iblrig_data/Subjects/{session.subject}/{session.date.isoformat()}/{session.number:03d}/'
+           f'raw_ephys_data/_spikeglx_ephysData_g0/_spikeglx_ephysData_g0_imec{index}/{stem}')
+    fields = {
+        'acqApLfSy': f'{nc},{nc if np1 else 0},1',
+        'appVersion': '20190327' if np1 else '20201103',
+        'fileCreateTime': start.isoformat(timespec='seconds'),
+        'fileName': acq,
+        'fileSHA1': sha1.upper(),
+        'fileSizeBytes': str(n_samples * (nc + 1) * 2),
+        'fileTimeSecs': repr(n_samples / FS),
+        'firstSample': str(int(rng.integers(1_000_000, 200_000_000))),
+        'gateMode': 'Immediate',
+        'imAiRangeMax': str(fmt['range_max']),
+        'imAiRangeMin': str(-fmt['range_max']),
+        'imCalibrated': 'true',
+        'imDatApi': '1.15' if np1 else '3.31',
+        'imDatBs_fw': '1.1.128' if np1 else '2.0.137',
+        'imDatBsc_fw': '1.0.151' if np1 else '3.2.176',
+        'imDatBsc_hw': '1.9',
+        'imDatBsc_pn': 'NP2_QBSC_00',
+        'imDatBsc_sn': '41' if np1 else '118',
+        'imDatFx_hw': '1.2' if np1 else '1.8',
+        'imDatFx_pn': 'NP2_FLEX_0' if np1 else 'NPM_FLEX_0',
+        'imDatHs_fw': '5.1' if np1 else '2.9',
+        'imDatHs_pn': 'NP2_HS_30' if np1 else 'NPM_HS_30',
+        'imDatHs_sn': str(300 + index) if np1 else str(20431600 + index),
+        **({} if np1 else {'imDatPrb_dock': '1'}),
+        'imDatPrb_pn': fmt['pn'],
+        'imDatPrb_port': str(index + 1),
+        'imDatPrb_slot': '3' if np1 else '2',
+        'imDatPrb_sn': str(serial),
+        'imDatPrb_type': str(fmt['type']),
+        'imLEDEnable': 'false',
+        'imMaxInt': str(fmt['max_int']),
+        'imRoFile': '' if np1 else 'C:/SpikeGLX/Release_v20201103-phase30/IMRO_Tables/NPtype24_hStripe_botRow0_ref0.imro',
+        'imSampRate': f'{FS:g}',
+        'imStdby': '',
+        'imTrgRising': 'true',
+        'imTrgSource': '0',
+        **({} if np1 else {'nDataDirs': '1'}),
+        'nSavedChans': str(nc + 1),
+        'snsApLfSy': f'{nc},0,1',
+        'snsSaveChanSubset': f'0:{nc - 1},{sync_index}' if np1 else f'0:{nc}',
+        'syncImInputSlot': '3' if np1 else '2',
+        'syncSourceIdx': '3',
+        'syncSourcePeriod': '1',
+        'trigMode': 'Immediate',
+        'typeImEnabled': '2',
+        'typeNiEnabled': '1',
+        'typeThis': 'imec',
+        'userNotes': '',
+        '~imroTbl': imro,
+        '~snsChanMap': chan_map,
+        '~snsShankMap': shank_map,
+    }
+    return ''.join(f'{k}={v}\n' for k, v in fields.items())
+
+
+def _mtscomp_writer(**kwargs):
+    """An ``mtscomp.Writer`` that compresses with its ``comp_level`` setting.
+
+    mtscomp 1.0.2 records ``comp_level`` in the ``.ch`` file but always calls ``zlib.compress`` at
+    zlib's default level (6), which on noise is ~10x slower than level 1 for a similar size. The
+    output is a standard mtscomp file (any zlib level decompresses the same way).
+    """
+    import zlib
+
+    import mtscomp
+
+    if not hasattr(mtscomp.Writer, '_compress_chunk'):  # a newer mtscomp: its own writer, slower but right
+        return mtscomp.Writer(**kwargs)
+
+    class Writer(mtscomp.Writer):
+        def _compress_chunk(self, chunk_idx):
+            chunk = self.get_chunk(chunk_idx)
+            chunkd = mtscomp.diff_along_axis(chunk, axis=0 if self.do_time_diff else None)
+            chunkd = mtscomp.diff_along_axis(chunkd, axis=1 if self.do_spatial_diff else None)
+            return chunk_idx, (chunk, zlib.compress(chunkd.tobytes(order=self.chunk_order), self.comp_level))
+
+    return Writer(**kwargs)
+
+
+def _write_raw(folder: Path, index: int, probe: SynthProbe, session: SynthSession, serial: str,
+               n_samples: int) -> list[Path]:
+    """Write a probe's raw AP band (``.ap.cbin``, ``.ap.ch``, ``.ap.meta``), consistent with its default sorting."""
+    fmt = RAW_FORMATS[probe.layout]
+    s2v = raw_sample2volts(probe.layout)
+    geometry = probe_geometry(probe.layout)
+    n_channels = geometry['x'].size
+    folder.mkdir(parents=True, exist_ok=True)
+    bin_file = folder / raw_file_name(index, 'bin')
+    cbin_file, ch_file, meta_file = (folder / raw_file_name(index, ext) for ext in ('cbin', 'ch', 'meta'))
+    rng = _rng(probe.pid, 'raw')
+    sha1 = hashlib.sha1()
+    try:
+        with open(bin_file, 'wb') as fid:
+            for chunk in _raw_chunks(probe.default_sorting, n_channels, n_samples, s2v, fmt['max_int'], rng):
+                buffer = chunk.tobytes()
+                sha1.update(buffer)
+                fid.write(buffer)
+        # IBL's settings (ibl-neuropixel Reader.compress_file: mtscomp's defaults), but the fastest zlib level
+        writer = _mtscomp_writer(chunk_duration=RAW_CHUNK / FS, algorithm='zlib', comp_level=1, do_time_diff=True,
+                                 do_spatial_diff=False, chunk_order='F', check_after_compress=False, quiet=True)
+        writer.open(bin_file, sample_rate=FS, n_channels=n_channels + 1, dtype=np.int16)
+        try:
+            writer.write(cbin_file, ch_file)
+        finally:
+            writer.close()
+    finally:
+        bin_file.unlink(missing_ok=True)
+    meta_file.write_text(_spikeglx_meta(probe.layout, index, n_samples, sha1.hexdigest(), session, serial,
+                                        geometry, rng))
+    return [cbin_file, ch_file, meta_file]
 
 
 def _xyz_picks(channels: dict) -> list:
@@ -398,7 +646,8 @@ def rest_query(endpoint: str, **params) -> str:
 
 
 def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units: int = 40,
-                duration: float = 300.0, start_date: datetime.date = datetime.date(2023, 3, 14)) -> SynthCache:
+                duration: float = 300.0, start_date: datetime.date = datetime.date(2023, 3, 14),
+                raw: bool = False) -> SynthCache:
     """Write synthetic IBL sessions as a standard ONE local cache.
 
     Parameters
@@ -415,6 +664,11 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
         Recording length in seconds.
     start_date : datetime.date
         Date of the first session; the next ones follow day by day.
+    raw : bool
+        Also write each probe's raw AP band, consistent with its default sorting, at
+        ``raw_ephys_data/probeXX/_spikeglx_ephysData_g0_t0.imecK.ap.{cbin,ch,meta}`` (int16, 385
+        channels at 30 kHz, ``duration * 30000 * 770`` bytes before compression: keep ``duration``
+        short). The ALF data do not depend on this flag.
 
     Returns
     -------
@@ -440,12 +694,14 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
         ses_rows.append({'id': eid, 'lab': lab, 'subject': subject, 'date': date, 'number': number,
                          'task_protocol': '_iblrig_tasks_ephysChoiceWorld6.6.2', 'projects': 'ibl_neuropixel_brainwide_01'})
         files: list[tuple[Path, bool]] = []
-        for name, layout, histology, track, sortings in TEMPLATES[i % len(TEMPLATES)]:
+        for index, (name, layout, histology, track, sortings) in enumerate(TEMPLATES[i % len(TEMPLATES)]):
             pid = _uuid(seed, 'insertion', i, name)
             rng = np.random.default_rng(rng_master.integers(2 ** 32))
             channels = _channels(layout, track, histology, rng)
+            drift, offset = _clock(pid)
             probe = SynthProbe(pid=pid, eid=eid, name=name, layout=layout, histology=histology,
-                               channels={k: v for k, v in channels.items() if not k.startswith('_')})
+                               channels={k: v for k, v in channels.items() if not k.startswith('_')},
+                               clock_drift=drift, clock_offset=offset)
             alf_channels = {'localCoordinates': channels['localCoordinates'], 'rawInd': channels['rawInd']}
             if histology == 'alf':
                 alf_channels['brainLocationIds_ccf_2017'] = channels['atlas_id']
@@ -454,7 +710,8 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
                 collection = f'alf/{name}' + (f'/{sorter}' if sorter else '')
                 folder = spath / collection / (f'#{revision}#' if revision else '')
                 units = max(n_units + (0 if k == 0 else int(rng.integers(-6, 7))), 3)
-                spikes, clusters = _sorting(probe.channels, units, duration, rng, pid, f'{sorter}{revision}')
+                spikes, clusters = _sorting(probe.channels, units, duration, rng, pid, f'{sorter}{revision}',
+                                            clock=(drift, offset))
                 new: list[Path] = []
                 _save(folder, 'spikes', spikes, new)
                 _save(folder, 'clusters', clusters, new)
@@ -463,6 +720,11 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
                 probe.sortings.append(SynthSorting(sorter=sorter, revision=revision, collection=collection,
                                                    default=default, spikes=spikes, clusters=clusters))
             insertion, trajectories = _rest_records(probe, channels, session)
+            if raw:
+                new = _write_raw(spath / 'raw_ephys_data' / name, index, probe, session, insertion['serial'],
+                                 int(round(duration * FS)))
+                probe.raw_path = new[0]
+                files += [(f, True) for f in new]
             ins_rows.append({'eid': eid, 'id': pid, 'name': name, 'model': insertion['model'],
                              'serial': insertion['serial'], 'json': json.dumps(insertion['json'])})
             responses[rest_query('insertions', session=eid, name=name)] = [insertion]
