@@ -31,6 +31,21 @@ def test_synth_export_info(tmp_path):
     r = run('info', str(out))
     assert r.returncode == 0
     assert 'sorter pykilosort' in r.stdout and 'histology alf' in r.stdout and 'revision unrevisioned' in r.stdout
+    assert 'analyzer extensions: random_spikes, templates' in r.stdout and 'template_similarity' in r.stdout
+    # a chosen subset of extensions, with parameters
+    sub = tmp_path / 'sub.nwb'
+    r = run('--quiet', 'export', '--pid', pid, '--cache-dir', str(cache), '--extensions', 'correlograms,templates',
+            '--correlogram-window-ms', '20', '--correlogram-bin-ms', '0.5', '-o', str(sub))
+    assert r.returncode == 0, r.stderr
+    assert 'analyzer extensions: templates, correlograms' in r.stdout
+    r = run('info', '--json', str(sub))
+    import json
+    assert json.loads(r.stdout)['probes'][0]['extensions'] == ['templates', 'correlograms']
+    from alfnwb.readback import read_sorting_analyzer
+    ccg, bins = read_sorting_analyzer(sub).get_extension('correlograms').get_data()
+    assert ccg.shape[2] == 40 and bins[0] == -10 and bins[-1] == 10
+    r = run('export', '--pid', pid, '--cache-dir', str(cache), '--extensions', 'waveforms', '-o', str(tmp_path / 'w.nwb'))
+    assert r.returncode == 1 and 'need the raw data' in r.stderr and not (tmp_path / 'w.nwb').exists()
     # user errors: one line, no traceback, non-zero exit
     r = run('export', '--pid', pid, '--cache-dir', str(cache), '--spike-sorter', 'ks4', '-o', str(tmp_path / 'q.nwb'))
     assert r.returncode == 3

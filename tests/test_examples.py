@@ -13,3 +13,12 @@ def test_export_and_read_example(tmp_path):
     assert r.returncode == 0, r.stderr
     assert 'good units per Beryl region' in r.stdout and 'read_alf:' in r.stdout
     assert (tmp_path / 'session.nwb').exists()
+
+
+def test_analyzer_example(tmp_path):
+    r = subprocess.run([sys.executable, str(EXAMPLES / 'analyzer_template_acg.py'), str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert 'SortingAnalyzer' in r.stdout and 'extensions: random_spikes, templates' in r.stdout
+    pngs = list(tmp_path.glob('unit*.png'))
+    assert len(pngs) == 1 and pngs[0].stat().st_size > 10_000

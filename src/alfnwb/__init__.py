@@ -14,6 +14,8 @@ _API = {
     'load_session': ('alfnwb.loading', 'load_session'),
     'available_sortings': ('alfnwb.loading', 'available_sortings'),
     'read_alf': ('alfnwb.readback', 'read_alf'),
+    'read_sorting_analyzer': ('alfnwb.readback', 'read_sorting_analyzer'),
+    'build_analyzer': ('alfnwb.analyzer', 'build_analyzer'),
     'info': ('alfnwb.readback', 'info'),
     'read_metadata': ('alfnwb.metadata', 'read_metadata'),
 }

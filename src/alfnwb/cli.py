@@ -60,7 +60,7 @@ def cmd_synth(args, progress):
 
     progress(f'writing {args.sessions} synthetic session(s) to {args.cache_dir}')
     cache = write_cache(args.cache_dir, seed=args.seed, sessions=args.sessions, n_units=args.units,
-                        duration=args.duration)
+                        duration=args.duration, raw=args.raw)
     for s in cache.sessions:
         print(f'session {s.eid}  {s.lab}/{s.subject}/{s.date}/{s.number:03d}')
         for p in s.probes:
@@ -80,6 +80,17 @@ def _print_info(summary: dict) -> None:
               f'{p.get("histology", "?")}')
         print(f'    {p["channels"]} channels in {p["channel_regions"]} regions; {p["units"]} units '
               f'({p["good_units"]} good); units by region: {regions or "-"}')
+        print(f'    analyzer extensions: {", ".join(p.get("extensions", [])) or "none"}')
+
+
+def _extension_params(args) -> dict:
+    params = {}
+    if args.max_spikes_per_unit is not None:
+        params['random_spikes'] = {'max_spikes_per_unit': args.max_spikes_per_unit}
+    if args.correlogram_window_ms is not None or args.correlogram_bin_ms is not None:
+        params['correlograms'] = {k: v for k, v in (('window_ms', args.correlogram_window_ms),
+                                                    ('bin_ms', args.correlogram_bin_ms)) if v is not None}
+    return params
 
 
 def cmd_export(args, progress):
@@ -102,10 +113,14 @@ def cmd_export(args, progress):
     progress(f'loading {"insertion " + args.pid if args.pid else "session " + args.eid} and writing {args.output}')
     result = export(one, args.output, pid=args.pid, eid=args.eid, probe=args.probe, spike_sorter=args.spike_sorter,
                     revision=args.revision, min_histology=args.min_histology, atlas=atlas, metadata=args.metadata,
-                    overwrite=args.overwrite, compression=None if args.compression == 'none' else args.compression)
+                    overwrite=args.overwrite, compression=None if args.compression == 'none' else args.compression,
+                    extensions=args.extensions, raw=args.raw, n_jobs=args.jobs,
+                    extension_params=_extension_params(args))
     progress('done')
     for p in result.probes:
         print(f'{p.probe}: pid {p.pid}  {p.collection}  revision {p.revision or "unrevisioned"}  histology {p.histology}')
+    if result.extensions:
+        print(f'analyzer extensions: {", ".join(result.extensions)}')
     print(f'wrote {result.path} ({result.n_units} units, {result.n_electrodes} electrodes)')
     return 0
 
@@ -164,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--metadata', help='YAML/JSON file with NWBFile and Subject fields overriding the defaults')
     p.add_argument('--compression', choices=('gzip', 'lzf', 'none'), default='gzip',
                    help='HDF5 filter of the per-spike datasets')
+    p.add_argument('--extensions', default='default', metavar='all|none|default|NAME,...',
+                   help='SortingAnalyzer extensions written per probe (ndx-spikesorting). default: random_spikes, '
+                        'templates, spike_amplitudes, spike_locations, unit_locations, correlograms, '
+                        'isi_histograms, template_similarity, quality_metrics (+ waveforms, noise_levels, '
+                        'principal_components with --raw)')
+    p.add_argument('--raw', action='store_true',
+                   help='compute waveforms, noise_levels and principal_components from the local raw AP band '
+                        '(raw_ephys_data/<probe>/*.ap.cbin)')
+    p.add_argument('--max-spikes-per-unit', type=int, help='random spikes per unit (default 100)')
+    p.add_argument('--correlogram-window-ms', type=float, help='correlogram window, ms (default 50)')
+    p.add_argument('--correlogram-bin-ms', type=float, help='correlogram bin, ms (default 1)')
+    p.add_argument('--jobs', type=int, default=1, help='processes for the raw-data extensions')
     p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
     p.set_defaults(func=cmd_export)
 
@@ -178,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--sessions', type=int, default=1)
     p.add_argument('--units', type=int, default=40, help='clusters per probe (default sorting)')
     p.add_argument('--duration', type=float, default=300.0, help='recording length, s')
+    p.add_argument('--raw', action='store_true',
+                   help='also write the raw AP band (mtscomp .cbin/.ch/.meta, ~10 MB per probe and second of '
+                        'recording: use a short --duration)')
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser('demo', help='synthesize a session, export it, and show the result')

@@ -19,6 +19,7 @@ class ExportResult:
     n_units: int
     n_electrodes: int
     probes: list = field(default_factory=list)  # Provenance of each probe
+    extensions: tuple = ()  # SortingAnalyzer extensions written per probe
 
 
 def build_nwbfile(session: SessionData, metadata: dict | None = None, compression: str | None = 'gzip',
@@ -148,8 +149,9 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
                            min_histology=min_histology, atlas=atlas)
     analyzers = build_analyzers(one, session, extensions, raw=raw, extension_params=extension_params,
                                 n_jobs=n_jobs)
+    written = tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ()
     nwbfile = build_nwbfile(session, meta, compression=compression, analyzers=analyzers)
     path = write_nwbfile(nwbfile, output, overwrite=overwrite)
     return ExportResult(path=path, session=session, n_units=sum(p.n_clusters for p in session.probes),
                         n_electrodes=sum(p.n_channels for p in session.probes),
-                        probes=[p.provenance for p in session.probes])
+                        probes=[p.provenance for p in session.probes], extensions=written)

@@ -146,6 +146,7 @@ def info(path: str | Path) -> dict:
         label = f['units/label'][:] if 'units/label' in f else np.full(unit_probe.size, np.nan)
         el_probe = _decode(f['general/extracellular_ephys/electrodes/probe_name'][:])
         el_loc = _decode(f['general/extracellular_ephys/electrodes/location'][:])
+        containers = set(_containers(f))
         probes = []
         for name in dict.fromkeys(el_probe):
             sel = unit_probe == name
@@ -157,6 +158,7 @@ def info(path: str | Path) -> dict:
                 'channel_regions': len(set(el_loc[el_probe == name]) - {'unknown', 'void'}),
                 'units': int(sel.sum()), 'good_units': int(np.nansum(label[sel] == 1)),
                 'unit_regions': {str(r): int(c) for c, r in top},
+                'extensions': _extension_names(f[f'processing/ecephys/{name}']) if name in containers else [],
             })
     return {'session': session, 'probes': probes}
 
@@ -168,6 +170,22 @@ def _containers(f) -> list[str]:
     mod = f['processing/ecephys']
     return [k for k in mod.keys()
             if _decode([mod[k].attrs.get('neurodata_type', b'')])[0] == 'SpikeSortingContainer']
+
+
+#: ndx-spikesorting group -> SpikeInterface extension name
+_NWB_TO_SI = {'pca_projections_by_channel': 'principal_components',
+              'pca_projections_concatenated': 'principal_components'}
+
+
+def _extension_names(container) -> list[str]:
+    """SpikeInterface names of the extensions stored in a SpikeSortingContainer group."""
+    from .analyzer import ALF_EXTENSIONS, RAW_EXTENSIONS
+
+    if 'extensions' not in container:
+        return []
+    known = ALF_EXTENSIONS + RAW_EXTENSIONS
+    names = [_NWB_TO_SI.get(k, k) for k in container['extensions'].keys()]
+    return sorted(names, key=lambda k: (known.index(k) if k in known else len(known), k))
 
 
 def _ragged_rows(g, name: str) -> tuple[np.ndarray, np.ndarray]:
