@@ -64,7 +64,7 @@ DEFAULT_PARAMS = {
     'isi_histograms': {'window_ms': 50.0, 'bin_ms': 1.0},
     'template_similarity': {'method': 'cosine'},
     'waveforms': {'ms_before': 1.0, 'ms_after': 2.0},
-    'noise_levels': {},
+    'noise_levels': {'random_slices_kwargs': {'seed': 0}},  # seeded: the same data give the same file
     'principal_components': {'n_components': 5, 'mode': 'by_channel_local', 'whiten': True},
 }
 
@@ -379,8 +379,7 @@ def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = No
         Unit ids are the cluster ids (``0..n_clusters-1``), channel ids the channel indices of the
         probe (``0..n_channels-1``).
     """
-    names = resolve_extensions(extensions, raw=recording is not None) if not isinstance(extensions, tuple) \
-        else extensions
+    names = resolve_extensions(extensions, raw=recording is not None)
     params = {k: dict(v) for k, v in DEFAULT_PARAMS.items()}
     for k, v in (extension_params or {}).items():
         params.setdefault(k, {}).update(v)
@@ -488,7 +487,7 @@ def open_raw_recording(cbin_path: str | Path, probe: ProbeData, highpass_hz: flo
                                f'{Path(cbin_path).name} has {rec.get_num_channels()} channels')
     rec = rec.select_channels(rec.channel_ids[raw_ind])
     rec = rec.rename_channels(np.arange(raw_ind.size))
-    rec = rec.set_probegroup(_probegroup(probe))
+    rec.set_probegroup(_probegroup(probe))  # in place (SpikeInterface >= 0.105)
     if highpass_hz:
         from spikeinterface.preprocessing import highpass_filter
         rec = highpass_filter(rec, freq_min=highpass_hz, dtype='float32')
