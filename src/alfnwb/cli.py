@@ -125,6 +125,40 @@ def cmd_export(args, progress):
     return 0
 
 
+def cmd_batch(args, progress):
+    from .batch import plan_jobs, read_id_list, run_batch
+
+    chosen = [x for x in (args.pids, args.eids, args.all or None) if x]
+    if len(chosen) != 1:
+        raise AlfNwbError('give exactly one of --pids FILE, --eids FILE or --all')
+    if args.workers < 1:
+        raise AlfNwbError('--workers must be at least 1')
+    progress('opening ONE')
+    one = make_one(args.cache_dir, args.mode, args.base_url)
+    pids = read_id_list(args.pids, 'pid') if args.pids else None
+    eids = read_id_list(args.eids, 'eid') if args.eids else None
+    jobs = plan_jobs(one, pids=pids, eids=eids, all_insertions=args.all, per=args.per)
+    progress(f'{len(jobs)} file(s) to produce in {args.dandiset_dir}')
+    one_args = {'cache_dir': str(Path(args.cache_dir).resolve()) if args.cache_dir else None}
+    if args.base_url:
+        one_args.update(base_url=args.base_url, mode='remote' if args.mode == 'remote' else 'local')
+    export_kwargs = {'spike_sorter': args.spike_sorter, 'revision': args.revision,
+                     'min_histology': args.min_histology, 'extensions': args.extensions,
+                     'compression': None if args.compression == 'none' else args.compression}
+    report = run_batch(jobs, args.dandiset_dir, one_args, workers=args.workers, scheduler=args.scheduler,
+                       validate=args.validate, retries=args.retries, export_kwargs=export_kwargs,
+                       progress=not args.quiet)
+    print(report.summary())
+    print(f'manifest: {Path(args.dandiset_dir) / ".alfnwb" / "manifest.parquet"}')
+    return 0 if report.ok else 9
+
+
+def cmd_upload(args, progress):
+    from .dandi import upload
+
+    return upload(args.dandiset_dir, instance=args.dandi_instance)
+
+
 def cmd_info(args, progress):
     from .readback import info
 
@@ -193,6 +227,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--jobs', type=int, default=1, help='processes for the raw-data extensions')
     p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser('batch', help='export many insertions/sessions into a validated, DANDI-organized folder '
+                                     '(resumable, parallel)')
+    p.add_argument('--pids', metavar='FILE', help='pids: text (one per line), CSV or parquet with a pid column')
+    p.add_argument('--eids', metavar='FILE', help='eids: text (one per line), CSV or parquet with an eid column')
+    p.add_argument('--all', action='store_true', help='every insertion of the ONE cache')
+    p.add_argument('--dandiset-dir', required=True, help='output folder (dandiset.yaml created if missing)')
+    _add_one_options(p)
+    p.add_argument('--per', choices=('insertion', 'session'),
+                   help='one file per insertion (default for --pids/--all) or per session (default for --eids)')
+    p.add_argument('--workers', type=int, default=1, help='local processes (default 1)')
+    p.add_argument('--scheduler', metavar='ADDRESS', help='run on a Dask cluster, e.g. tcp://10.0.0.5:8786')
+    p.add_argument('--validate', action=argparse.BooleanOptionalAction, default=True,
+                   help='check each file with nwbinspector and dandi validate (default on)')
+    p.add_argument('--retries', type=int, default=0, help='extra attempts after an unexpected (non-data) error')
+    p.add_argument('--spike-sorter')
+    p.add_argument('--revision')
+    p.add_argument('--min-histology', choices=HISTOLOGY_CHOICES, default='none')
+    p.add_argument('--extensions', default='default', metavar='all|none|default|NAME,...')
+    p.add_argument('--compression', choices=('gzip', 'lzf', 'none'), default='gzip')
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser('upload', help='dandi upload of a dandiset folder (needs DANDI_API_KEY)')
+    p.add_argument('dandiset_dir')
+    p.add_argument('--dandi-instance', default='dandi', help='dandi, dandi-sandbox, ...')
+    p.set_defaults(func=cmd_upload)
 
     p = sub.add_parser('info', help='probes, sorter, revision, histology, units and regions of an exported file')
     p.add_argument('file')

@@ -102,7 +102,8 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
            spike_sorter: str | None = None, revision: str | None = None, min_histology: str = 'none',
            atlas=None, metadata: str | Path | dict | None = None, overwrite: bool = False,
            compression: str | None = 'gzip', extensions=None, raw: bool = False,
-           extension_params: dict | None = None, n_jobs: int = 1) -> ExportResult:
+           extension_params: dict | None = None, n_jobs: int = 1,
+           tmp_dir: str | Path | None = None) -> ExportResult:
     """Export an insertion or a session to one NWB file.
 
     Parameters
@@ -135,6 +136,8 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         SpikeInterface parameters per extension, e.g. ``{'correlograms': {'window_ms': 100}}``.
     n_jobs : int
         Processes for the raw-data extensions.
+    tmp_dir : str or pathlib.Path, optional
+        Where the file is written before its rename (same file system as ``output``).
 
     Returns
     -------
@@ -151,7 +154,7 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
                                 n_jobs=n_jobs)
     written = tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ()
     nwbfile = build_nwbfile(session, meta, compression=compression, analyzers=analyzers)
-    path = write_nwbfile(nwbfile, output, overwrite=overwrite)
+    path = write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir)
     return ExportResult(path=path, session=session, n_units=sum(p.n_clusters for p in session.probes),
                         n_electrodes=sum(p.n_channels for p in session.probes),
                         probes=[p.provenance for p in session.probes], extensions=written)

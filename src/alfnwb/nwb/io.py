@@ -55,7 +55,8 @@ def validate(path: str | Path) -> list[str]:
     return [str(e) for e in errors]
 
 
-def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_file: bool = True) -> Path:
+def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_file: bool = True,
+                  tmp_dir: str | Path | None = None) -> Path:
     """Write atomically: temporary file in the same folder, schema validation, rename.
 
     Parameters
@@ -67,6 +68,9 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
         Replace an existing file.
     validate_file : bool
         Run pynwb's schema validation before the rename.
+    tmp_dir : str or pathlib.Path, optional
+        Folder of the temporary file (default: the output's folder). It must be on the same file
+        system for the rename to be atomic; a batch keeps its partial files out of the dandiset.
 
     Returns
     -------
@@ -76,7 +80,7 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
     from pynwb import NWBHDF5IO
 
     path = check_output(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.partial.nwb', dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.partial.nwb', dir=tmp_dir or path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:

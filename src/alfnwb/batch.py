@@ -1,0 +1,458 @@
+"""Batch export of many insertions or sessions into a DANDI-organized folder: validated,
+resumable, in parallel (local processes or a Dask cluster).
+
+The main process plans the jobs (with ONE), keeps the manifest and the progress bar; each job
+runs :func:`run_job` (in this process, a local process pool, or a Dask worker), which opens its
+own ONE on the cache, exports one file and validates it. Partial files live in
+``DIR/.alfnwb/tmp`` (same file system, renamed into place when complete; dot folders are not
+uploaded by ``dandi upload``) and are removed at the start of the next run, so a run killed at any
+moment leaves no partial file in the dandiset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .dandi import ensure_dandiset_yaml, inside, nwb_relpath
+from .errors import AlfNwbError, NotFoundError
+
+__all__ = ['Job', 'BatchReport', 'read_id_list', 'plan_jobs', 'run_job', 'run_batch', 'MANIFEST_COLUMNS']
+
+STATE_DIR = '.alfnwb'
+MANIFEST = 'manifest.parquet'
+REPORT = 'report.json'
+
+#: Columns of the manifest (one row per job, keyed by ``key``: the pid, or the eid of a session job).
+MANIFEST_COLUMNS = ['key', 'kind', 'eid', 'pid', 'probe', 'subject', 'status', 'path', 'size', 'duration_s',
+                    'spike_sorter', 'revision', 'histology', 'n_units', 'inspector_critical', 'dandi_errors',
+                    'dandi_warnings', 'validation', 'error', 'attempts', 'finished']
+
+
+@dataclass
+class Job:
+    """One output file: an insertion (``kind='pid'``) or a whole session (``kind='eid'``)."""
+
+    key: str
+    kind: str
+    eid: str = ''
+    pid: str = ''
+    probe: str = ''
+    subject: str = ''
+    relpath: str = ''
+    error: str = ''  # set when planning already failed (e.g. unknown pid)
+
+
+@dataclass
+class BatchReport:
+    """What a batch run did."""
+
+    dandiset_dir: Path
+    manifest: pd.DataFrame
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: dict = field(default_factory=dict)  # key -> error
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def summary(self) -> str:
+        lines = [f'{self.done} exported, {self.skipped} already done (skipped), {self.failed} failed '
+                 f'in {self.duration_s:.0f} s -> {self.dandiset_dir}']
+        for key, err in self.failures.items():
+            lines.append(f'  FAILED {key}: {err}')
+        return '\n'.join(lines)
+
+
+def read_id_list(path: str | Path, kind: str) -> list[str]:
+    """Ids from a text file (one per line, ``#`` comments), a CSV or a parquet file.
+
+    In tables, the column named ``kind`` (``pid`` or ``eid``) is used, else ``id``, else the first.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AlfNwbError(f'--{kind}s {path}: no such file')
+    if path.suffix in ('.pqt', '.parquet', '.csv'):
+        df = pd.read_parquet(path) if path.suffix != '.csv' else pd.read_csv(path, dtype=str)
+        df = df.reset_index()
+        col = kind if kind in df else ('id' if 'id' in df else ([c for c in df.columns if c != 'index'] or [None])[0])
+        if col is None:
+            raise AlfNwbError(f'--{kind}s {path}: no {kind} column')
+        values = df[col].astype(str).tolist()
+    else:
+        values = [line.split('#')[0].strip() for line in path.read_text().splitlines()]
+    return list(dict.fromkeys(v for v in values if v and v != 'nan'))
+
+
+def plan_jobs(one, pids: Iterable[str] | None = None, eids: Iterable[str] | None = None, all_insertions: bool = False,
+              per: str | None = None) -> list[Job]:
+    """The jobs of a batch: one per insertion or per session, with their DANDI paths.
+
+    Parameters
+    ----------
+    one : one.api.One
+    pids, eids : iterable of str, optional
+        What to export (give one of them, or ``all_insertions``).
+    all_insertions : bool
+        Every insertion of the ONE cache (``insertions.pqt``).
+    per : {'insertion', 'session'}, optional
+        One file per insertion (``_probe-<name>`` in the file name) or per session (all its probes).
+        Default: per insertion for pids and ``all_insertions``, per session for eids.
+
+    Returns
+    -------
+    list of Job
+        Ids that cannot be resolved become jobs with ``error`` set: they are reported, not fatal.
+    """
+    from .loading import _insertions, resolve_pid, session_metadata, session_probes
+
+    if sum(x is not None and x is not False for x in (pids, eids, all_insertions or None)) != 1:
+        raise AlfNwbError('give exactly one of pids, eids or all insertions')
+    if all_insertions:
+        table = _insertions(one)
+        if table is None or len(table) == 0:
+            raise NotFoundError('the ONE cache has no insertions table (insertions.pqt)')
+        pids = table.reset_index()['id'].astype(str).tolist()
+    per = per or ('session' if eids is not None else 'insertion')
+    if per not in ('insertion', 'session'):
+        raise AlfNwbError(f'per must be insertion or session, not {per!r}')
+    subjects: dict[str, str] = {}
+
+    def subject(eid):
+        if eid not in subjects:
+            subjects[eid] = session_metadata(one, eid).subject
+        return subjects[eid]
+
+    # (eid, pid, probe) of every insertion asked for
+    targets: list[tuple[str, str, str]] = []
+    jobs: list[Job] = []
+    for pid in (pids or []):
+        try:
+            eid, probe = resolve_pid(one, pid)
+            targets.append((eid, pid, probe))
+        except AlfNwbError as e:
+            jobs.append(Job(key=pid, kind='pid', pid=pid, error=str(e)))
+    for eid in (eids or []):
+        try:
+            subject(eid)
+            targets += [(eid, pid, probe) for pid, probe in session_probes(one, eid)] if per == 'insertion' \
+                else [(eid, '', '')]
+        except AlfNwbError as e:
+            jobs.append(Job(key=eid, kind='eid', eid=eid, error=str(e)))
+    seen = set()
+    for eid, pid, probe in targets:
+        key = pid if per == 'insertion' else eid
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            sub = subject(eid)
+            rel = nwb_relpath(sub, eid, probe if per == 'insertion' else None).as_posix()
+            jobs.append(Job(key=key, kind='pid' if per == 'insertion' else 'eid', eid=eid,
+                            pid=pid if per == 'insertion' else '', probe=probe if per == 'insertion' else '',
+                            subject=sub, relpath=rel))
+        except AlfNwbError as e:
+            jobs.append(Job(key=key, kind='pid' if per == 'insertion' else 'eid', eid=eid, pid=pid, error=str(e)))
+    return jobs
+
+
+_ONE_CACHE: dict = {}
+
+
+def _worker_one(one_args: dict):
+    """One ONE per worker process and cache (ONE reads its tables once)."""
+    key = json.dumps(one_args, sort_keys=True)
+    if key not in _ONE_CACHE:
+        from one.api import ONE, One
+
+        if one_args.get('base_url'):
+            _ONE_CACHE[key] = ONE(**one_args, silent=True)
+        else:
+            _ONE_CACHE[key] = One(cache_dir=one_args['cache_dir'], mode='local')
+    return _ONE_CACHE[key]
+
+
+def run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, validate: bool = True) -> dict:
+    """Export and validate one job (runs in a worker: arguments and result are plain data).
+
+    Returns
+    -------
+    dict
+        A manifest row.
+    """
+    import warnings
+
+    from .export import export
+
+    t0 = time.perf_counter()
+    row = {k: job.get(k, '') for k in ('key', 'kind', 'eid', 'pid', 'probe', 'subject')}
+    row.update(status='failed', path=job.get('relpath', ''), size=0, error='', validation='')
+    try:
+        root = Path(dandiset_dir)
+        out = inside(root, Path(job['relpath']))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = root / STATE_DIR / 'tmp'
+        tmp.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            one = _worker_one(one_args)
+            kw = dict(export_kwargs)
+            if job['kind'] == 'pid':
+                result = export(one, out, pid=job['pid'], overwrite=True, tmp_dir=tmp, **kw)
+            else:
+                result = export(one, out, eid=job['eid'], overwrite=True, tmp_dir=tmp, **kw)
+        provs = result.probes
+        row.update(size=out.stat().st_size, n_units=result.n_units,
+                   spike_sorter=','.join(p.spike_sorter for p in provs),
+                   revision=','.join(p.revision or 'unrevisioned' for p in provs),
+                   histology=','.join(p.histology for p in provs))
+        row['status'] = 'done'
+        if validate:
+            row.update(_validate(out))
+            if row['inspector_critical'] or row['dandi_errors']:
+                row['status'] = 'failed'
+                row['error'] = f'validation failed: {row["validation"].splitlines()[0]}'
+    except AlfNwbError as e:
+        row['error'] = str(e)
+    except Exception as e:  # noqa: BLE001 - one bad insertion never stops the batch
+        row['error'] = f'internal error: {type(e).__name__}: {e}'
+        row['traceback'] = traceback.format_exc(limit=8)
+    row['duration_s'] = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def _validate(path: Path) -> dict:
+    """nwbinspector (CRITICAL count) and dandi validate (errors, warnings) of a written file."""
+    from nwbinspector import Importance, inspect_nwbfile
+
+    from .dandi import validate_nwb
+
+    messages = []
+    critical = 0
+    for m in inspect_nwbfile(nwbfile_path=str(path)):
+        if m.importance == Importance.CRITICAL:
+            critical += 1
+            messages.append(f'CRITICAL nwbinspector {m.check_function_name}: {m.message}')
+    d = validate_nwb(path)
+    messages = messages + d['messages']
+    return {'inspector_critical': critical, 'dandi_errors': d['errors'], 'dandi_warnings': d['warnings'],
+            'validation': '\n'.join(messages)}
+
+
+def _load_manifest(path: Path) -> pd.DataFrame:
+    if path.exists():
+        df = pd.read_parquet(path)
+        return df.reindex(columns=MANIFEST_COLUMNS)
+    return pd.DataFrame(columns=MANIFEST_COLUMNS)
+
+
+def _save_manifest(df: pd.DataFrame, path: Path) -> None:
+    """Atomic: a killed run leaves the previous manifest or the new one, never half of one."""
+    df = df.reindex(columns=MANIFEST_COLUMNS).reset_index(drop=True)
+    for c in ('size', 'n_units', 'inspector_critical', 'dandi_errors', 'dandi_warnings', 'attempts'):
+        df[c] = pd.to_numeric(df[c], errors='coerce').fillna(0).astype(np.int64)
+    df['duration_s'] = pd.to_numeric(df['duration_s'], errors='coerce').astype(float)
+    for c in set(MANIFEST_COLUMNS) - {'size', 'n_units', 'inspector_critical', 'dandi_errors', 'dandi_warnings',
+                                       'attempts', 'duration_s'}:
+        df[c] = df[c].fillna('').astype(str)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.parquet.partial')
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _clean_partials(root: Path) -> int:
+    """Remove what a killed run left: the temporary folder, and partial files of older layouts."""
+    n = 0
+    tmp = root / STATE_DIR / 'tmp'
+    if tmp.exists():
+        n += sum(1 for _ in tmp.iterdir())
+        shutil.rmtree(tmp)
+    for p in root.glob('sub-*/.*.partial.nwb'):
+        p.unlink()
+        n += 1
+    for p in (root / STATE_DIR).glob('*.partial'):
+        p.unlink()
+    return n
+
+
+def _is_done(prev: pd.Series | None, root: Path) -> bool:
+    """Done earlier and still there, with the size the manifest recorded."""
+    if prev is None or prev['status'] not in ('done', 'skipped'):
+        return False
+    path = root / str(prev['path'])
+    return path.is_file() and path.stat().st_size == int(prev['size'])
+
+
+def run_batch(jobs: list[Job], dandiset_dir: str | Path, one_args: dict, *, workers: int = 1,
+              scheduler: str | None = None, client=None, validate: bool = True, retries: int = 0,
+              export_kwargs: dict | None = None, progress: bool = True) -> BatchReport:
+    """Run the jobs into a DANDI-organized folder; resume what an earlier run left.
+
+    Parameters
+    ----------
+    jobs : list of Job
+        From :func:`plan_jobs`.
+    dandiset_dir : str or pathlib.Path
+        The dandiset folder (created, with a ``dandiset.yaml``, if missing).
+    one_args : dict
+        How each worker opens ONE: ``{'cache_dir': ...}`` (local), plus ``base_url`` and ``mode``
+        for a OneAlyx.
+    workers : int
+        Local processes (1: in this process).
+    scheduler : str, optional
+        Address of a Dask scheduler (``tcp://host:port``): jobs run as tasks on its workers.
+    client : distributed.Client, optional
+        An existing Dask client instead of ``scheduler``.
+    validate : bool
+        Check each written file with nwbinspector and dandi validate.
+    retries : int
+        Extra attempts for jobs that failed with an unexpected (non-data) error.
+    export_kwargs : dict, optional
+        Passed to :func:`alfnwb.export.export` (spike_sorter, revision, extensions, ...).
+    progress : bool
+        A progress bar with the estimated time left (stderr).
+
+    Returns
+    -------
+    BatchReport
+    """
+    t0 = time.perf_counter()
+    root = Path(dandiset_dir)
+    ensure_dandiset_yaml(root)
+    state = root / STATE_DIR
+    state.mkdir(exist_ok=True)
+    _clean_partials(root)
+    manifest_path = state / MANIFEST
+    manifest = _load_manifest(manifest_path)
+    rows = {str(r['key']): r for _, r in manifest.iterrows()}
+    report = BatchReport(dandiset_dir=root, manifest=manifest)
+    todo = []
+    for job in jobs:
+        prev = rows.get(job.key)
+        if job.error:
+            rows[job.key] = pd.Series({**asdict(job), 'status': 'failed', 'path': '', 'error': job.error,
+                                       'attempts': int(prev['attempts']) + 1 if prev is not None else 1,
+                                       'finished': _now()})
+            continue
+        if _is_done(prev, root) and str(prev['path']) == job.relpath:
+            rows[job.key] = prev.copy()
+            rows[job.key]['status'] = 'skipped'
+            continue
+        todo.append(job)
+    _save_manifest(pd.DataFrame(list(rows.values())), manifest_path)
+
+    export_kwargs = dict(export_kwargs or {})
+    own_executor = None
+    if client is None and scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise AlfNwbError('--scheduler needs dask.distributed (pip install distributed)') from None
+        try:
+            client = Client(scheduler, timeout=30)
+        except (OSError, TimeoutError) as e:
+            raise AlfNwbError(f'cannot reach the Dask scheduler {scheduler}: {e}') from None
+        own_executor = client
+    if client is not None:
+        executor: Executor | None = client.get_executor()
+    elif workers > 1:
+        import multiprocessing
+
+        executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context('spawn'))
+        own_executor = executor
+    else:
+        executor = None
+
+    attempts = {j.key: int(rows[j.key]['attempts']) if j.key in rows else 0 for j in todo}
+    bar = _progress_bar(len(todo), progress)
+    try:
+        pending = list(todo)
+        round_ = 0
+        while pending:
+            results = _run_round(pending, executor, root, one_args, export_kwargs, validate, bar)
+            retry = []
+            for job, row in results:
+                attempts[job.key] += 1
+                row['attempts'] = attempts[job.key]
+                row['finished'] = _now()
+                rows[job.key] = pd.Series(row)
+                _save_manifest(pd.DataFrame(list(rows.values())), manifest_path)
+                if row['status'] == 'failed' and row['error'].startswith('internal error') and round_ < retries:
+                    retry.append(job)
+            pending, round_ = retry, round_ + 1
+            if pending:
+                bar.total += len(pending)
+                bar.refresh()
+    finally:
+        bar.close()
+        if own_executor is not None:
+            if isinstance(own_executor, ProcessPoolExecutor):
+                own_executor.shutdown(wait=True, cancel_futures=True)
+            else:
+                own_executor.close()
+
+    final = pd.DataFrame(list(rows.values())).reindex(columns=MANIFEST_COLUMNS)
+    keys = [j.key for j in jobs]
+    this_run = final[final['key'].isin(keys)]
+    report.manifest = final
+    report.done = int((this_run['status'] == 'done').sum())
+    report.skipped = int((this_run['status'] == 'skipped').sum())
+    failed = this_run[this_run['status'] == 'failed']
+    report.failed = len(failed)
+    report.failures = dict(zip(failed['key'], failed['error']))
+    report.duration_s = time.perf_counter() - t0
+    (state / REPORT).write_text(json.dumps({
+        'dandiset_dir': str(root), 'done': report.done, 'skipped': report.skipped, 'failed': report.failed,
+        'failures': report.failures, 'duration_s': round(report.duration_s, 1), 'finished': _now(),
+    }, indent=1))
+    return report
+
+
+def _run_round(jobs, executor, root, one_args, export_kwargs, validate, bar):
+    args = (str(root), one_args, export_kwargs, validate)
+    if executor is None:
+        for job in jobs:
+            row = run_job(asdict(job), *args)
+            bar.update(1)
+            yield job, row
+        return
+    futures = {executor.submit(run_job, asdict(job), *args): job for job in jobs}
+    for fut in as_completed(futures):
+        job = futures[fut]
+        try:
+            row = fut.result()
+        except Exception as e:  # noqa: BLE001 - a worker that died (killed, out of memory)
+            row = {**{k: getattr(job, k) for k in ('key', 'kind', 'eid', 'pid', 'probe', 'subject')},
+                   'status': 'failed', 'path': job.relpath, 'error': f'internal error: worker failed: '
+                   f'{type(e).__name__}: {e}'}
+        bar.update(1)
+        yield job, row
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit='file', desc='alfnwb batch', disable=not enabled or total == 0,
+                dynamic_ncols=True, smoothing=0.1)
+
+
+def _now() -> str:
+    return time.strftime('%Y-%m-%dT%H:%M:%S')

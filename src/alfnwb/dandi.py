@@ -1,0 +1,114 @@
+"""DANDI conventions: safe names, the dandiset layout, validation and upload.
+
+Names come from a database (subject nicknames, probe names) and are data: they are made DANDI-safe
+exactly as ``dandi organize`` does, and a path built from them never leaves the dandiset folder.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from .errors import AlfNwbError, OutputError
+
+__all__ = ['dandi_safe', 'nwb_relpath', 'ensure_dandiset_yaml', 'validate_nwb', 'upload', 'DANDISET_YAML']
+
+DANDISET_YAML = 'dandiset.yaml'
+
+# The characters ``dandi organize`` replaces with "-" (dandi.organize._sanitize_value), and the dot.
+_UNSAFE = re.compile(r"[_*\\/<>:|\"'?%@;,\s]")
+
+_TEMPLATE = """\
+# Dandiset metadata, created by alfnwb. Fill it in on the DANDI web site (or here) before
+# `dandi upload`: the identifier must be the one the archive gave your dandiset (DANDI:XXXXXX).
+identifier: {identifier}
+name: {name}
+description: {description}
+"""
+
+
+def dandi_safe(value: str) -> str:
+    """A value made safe for a DANDI file name, as ``dandi organize`` does it.
+
+    Underscores, path separators, spaces and other special characters become ``-``, and so do dots:
+    ``CSHL_020`` -> ``CSHL-020``, ``ibl_witten_13`` -> ``ibl-witten-13``, ``../x`` -> ``---x``.
+    """
+    value = _UNSAFE.sub('-', str(value)).replace('.', '-')
+    if not value:
+        raise AlfNwbError('an empty name cannot be part of a DANDI path')
+    return value
+
+
+def nwb_relpath(subject: str, eid: str, probe: str | None = None) -> Path:
+    """``sub-<subject>/sub-<subject>_ses-<eid>[_probe-<probe>]_ecephys.nwb``, every part DANDI-safe."""
+    sub = f'sub-{dandi_safe(subject)}'
+    name = f'{sub}_ses-{dandi_safe(eid)}' + (f'_probe-{dandi_safe(probe)}' if probe else '') + '_ecephys.nwb'
+    path = Path(sub) / name
+    assert len(path.parts) == 2 and '..' not in path.parts  # by construction: no separator survives
+    return path
+
+
+def inside(root: Path, relpath: Path) -> Path:
+    """``root / relpath``, refusing anything that would resolve outside ``root``."""
+    root = Path(root).resolve()
+    full = (root / relpath).resolve()
+    if root != full and root not in full.parents:
+        raise OutputError(f'{relpath}: resolves outside the dandiset folder {root}')
+    return full
+
+
+def ensure_dandiset_yaml(folder: str | Path, name: str = 'IBL spike sorting (alfnwb)',
+                         description: str = 'Spike sorting of International Brain Laboratory recordings, '
+                                            'exported with alfnwb.') -> Path:
+    """Create ``dandiset.yaml`` in ``folder`` if it is missing (never overwrite the user's)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / DANDISET_YAML
+    if not path.exists():
+        path.write_text(_TEMPLATE.format(identifier="'DANDI:000000'", name=repr(name),
+                                         description=repr(description)))
+    return path
+
+
+def validate_nwb(path: str | Path) -> dict:
+    """``dandi validate`` of one file inside a dandiset folder.
+
+    Returns
+    -------
+    dict
+        ``errors`` and ``warnings`` (counts: DANDI's ERROR and above, WARNING) and ``messages``
+        (``SEVERITY id: message`` lines, errors first).
+    """
+    from dandi.validate._core import validate
+    from dandi.validate._types import Severity
+
+    errors, warnings, messages = 0, 0, []
+    for r in validate(str(path)):
+        sev = r.severity if r.severity is not None else Severity.ERROR
+        if sev >= Severity.ERROR:
+            errors += 1
+        elif sev >= Severity.WARNING:
+            warnings += 1
+        else:
+            continue
+        messages.append((-int(sev), f'{sev.name} {r.id}: {(r.message or "").strip()}'))
+    return {'errors': errors, 'warnings': warnings, 'messages': [m for _, m in sorted(messages)]}
+
+
+def upload(folder: str | Path, instance: str = 'dandi', extra_args: list[str] | None = None) -> int:
+    """Run ``dandi upload`` in a dandiset folder (needs ``DANDI_API_KEY`` and network access).
+
+    Returns
+    -------
+    int
+        The exit code of ``dandi upload``.
+    """
+    folder = Path(folder)
+    if not (folder / DANDISET_YAML).exists():
+        raise AlfNwbError(f'{folder}: no {DANDISET_YAML}; run alfnwb batch first, or dandi download the dandiset')
+    cmd = ['dandi', 'upload', '--dandi-instance', instance, *(extra_args or [])]
+    try:
+        return subprocess.run(cmd, cwd=folder).returncode
+    except FileNotFoundError:
+        raise AlfNwbError('the dandi command is not installed (pip install dandi)') from None
