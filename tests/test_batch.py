@@ -261,3 +261,8 @@ def test_local_processes_and_dask_give_identical_files(bcache, serial, tmp_path)
         for col in ('status', 'path', 'spike_sorter', 'revision', 'histology', 'n_units', 'dandi_errors',
                     'dandi_warnings'):
             assert list(m[col]) == list(ref[col]), (name, col)
+
+
+def test_upload_needs_a_dandiset(tmp_path):
+    r = _cli('upload', str(tmp_path))
+    assert r.returncode == 1 and 'no dandiset.yaml' in r.stderr
