@@ -22,3 +22,10 @@ def test_analyzer_example(tmp_path):
     assert 'SortingAnalyzer' in r.stdout and 'extensions: random_spikes, templates' in r.stdout
     pngs = list(tmp_path.glob('unit*.png'))
     assert len(pngs) == 1 and pngs[0].stat().st_size > 10_000
+
+
+def test_firing_rates_by_region_example():
+    r = subprocess.run([sys.executable, str(EXAMPLES / 'firing_rates_by_region.py')], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert 'good units per Beryl region' in r.stdout and 'median_hz' in r.stdout
+    assert ' spikes, ' in r.stdout

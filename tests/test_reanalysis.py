@@ -263,3 +263,17 @@ def test_cli_catalog_and_units(dandiset, tmp_path):
     assert len(got) == len(read_units(ds, region=['TH', 'HPF']))
     r = _cli('units', str(ds), '--region', 'Nowhere')
     assert r.returncode == 1 and "'Nowhere' is not an Allen acronym" in r.stderr
+
+
+def test_cli_plots(dandiset, tmp_path):
+    from matplotlib.image import imread
+
+    f = next(dandiset.glob('sub-*/*probe00*.nwb'))
+    r = _cli('plot', 'probe', str(f), '-o', str(tmp_path / 'p.png'), '--x', 'firing_rate')
+    assert r.returncode == 0, r.stderr
+    assert imread(tmp_path / 'p.png').shape[:2] == (1000, 800)
+    r = _cli('plot', 'regions', str(dandiset), '-o', str(tmp_path / 'r.png'), '--mapping', 'Beryl')
+    assert r.returncode == 0, r.stderr
+    assert imread(tmp_path / 'r.png').shape[:2] == (800, 800)
+    r = _cli('plot', 'probe', str(tmp_path / 'missing.nwb'), '-o', str(tmp_path / 'x.png'))
+    assert r.returncode == 8 and not (tmp_path / 'x.png').exists()

@@ -150,7 +150,72 @@ def cmd_batch(args, progress):
                        progress=not args.quiet)
     print(report.summary())
     print(f'manifest: {Path(args.dandiset_dir) / ".alfnwb" / "manifest.parquet"}')
+    if report.done:
+        from .reanalysis import update_catalog
+
+        cat = update_catalog(args.dandiset_dir)
+        print(f'catalog: {cat.path} ({cat.n_units} units in {cat.n_files} files)')
     return 0 if report.ok else 9
+
+
+def cmd_catalog(args, progress):
+    from .reanalysis import update_catalog
+
+    progress(f'scanning {args.folder}')
+    r = update_catalog(args.folder, args.output)
+    print(f'{r.path}: {r.n_units} units in {r.n_files} files ({r.n_read} read, {r.n_files - r.n_read} unchanged, '
+          f'{r.n_removed} removed)')
+    return 0
+
+
+def _regions_arg(values):
+    if not values:
+        return None
+    out = [v.strip() for item in values for v in item.split(',') if v.strip()]
+    return out or None
+
+
+def cmd_units(args, progress):
+    from .reanalysis import read_units
+
+    df = read_units(args.source, region=_regions_arg(args.region), mapping=args.mapping,
+                    descendants=not args.exact, min_label=args.min_label)
+    if args.output:
+        out = Path(args.output)
+        if out.suffix in ('.parquet', '.pqt'):
+            df.to_parquet(out, index=False)
+        elif out.suffix == '.csv':
+            df.to_csv(out, index=False)
+        else:
+            raise AlfNwbError(f'--output {out}: use a .csv or .parquet file name')
+        print(f'wrote {len(df)} units to {out}')
+        return 0
+    import pandas as pd
+
+    region_col = {'Allen': 'acronym', 'Beryl': 'beryl_acronym', 'Cosmos': 'cosmos_acronym'}[args.mapping]
+    cols = [c for c in ('eid', 'probe', 'cluster_id', region_col, 'hemisphere', 'depth', 'label', 'firing_rate',
+                        'n_spikes') if c in df]
+    view = df[cols].copy()
+    view['eid'] = view['eid'].str[:8]
+    with pd.option_context('display.max_rows', args.max_rows, 'display.width', 160,
+                           'display.float_format', '{:.4g}'.format):
+        print(view.to_string(index=False, max_rows=args.max_rows) if len(view) else '(no units)')
+    print(f'{len(df)} units in {df["file"].nunique() if len(df) else 0} files')
+    return 0
+
+
+def cmd_plot(args, progress):
+    from . import plots
+    from .reanalysis import read_units
+
+    if args.what == 'probe':
+        out = plots.plot_probe(args.source, probe=args.probe, output=args.output, x=args.x)
+    else:
+        df = read_units(args.source, region=_regions_arg(args.region), mapping=args.mapping,
+                        min_label=args.min_label)
+        out = plots.plot_regions(df, output=args.output, mapping=args.mapping)
+    print(f'wrote {out}')
+    return 0
 
 
 def cmd_upload(args, progress):
@@ -248,6 +313,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--extensions', default='default', metavar='all|none|default|NAME,...')
     p.add_argument('--compression', choices=('gzip', 'lzf', 'none'), default='gzip')
     p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser('catalog', help='scan a dandiset folder into a catalog (one parquet row per unit), '
+                                       'incrementally')
+    p.add_argument('folder')
+    p.add_argument('--output', help='catalog file (default FOLDER/.alfnwb/catalog.parquet)')
+    p.set_defaults(func=cmd_catalog)
+
+    def _selection(p):
+        p.add_argument('--region', action='append', metavar='ACRONYM|ID[,...]',
+                       help='Allen acronyms or ids; a parent region selects everything below it')
+        p.add_argument('--mapping', choices=('Allen', 'Beryl', 'Cosmos'), default='Allen',
+                       help='parcellation the unit regions are remapped to before matching')
+        p.add_argument('--min-label', type=float, help='minimum IBL label (1: good units)')
+
+    p = sub.add_parser('units', help='units of NWB files, a folder, a catalog or a URL, by region')
+    p.add_argument('source', help='NWB file, http(s) URL, dandiset folder or catalog .parquet')
+    _selection(p)
+    p.add_argument('--exact', action='store_true', help='match the region itself only, not its descendants')
+    p.add_argument('--output', '-o', help='write all columns to a .csv or .parquet file')
+    p.add_argument('--max-rows', type=int, default=40, help='rows printed (default 40)')
+    p.set_defaults(func=cmd_units)
+
+    p = sub.add_parser('plot', help='pictures: a probe along depth by region, or units per region')
+    p.add_argument('what', choices=('probe', 'regions'))
+    p.add_argument('source', help='probe: an NWB file; regions: NWB file, folder, catalog or URL')
+    p.add_argument('--output', '-o', required=True, help='PNG file')
+    p.add_argument('--probe', help='probe: which probe of a session file')
+    p.add_argument('--x', choices=('amplitude', 'firing_rate'), default='amplitude', help='probe: units against')
+    _selection(p)
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser('upload', help='dandi upload of a dandiset folder (needs DANDI_API_KEY)')
     p.add_argument('dandiset_dir')
