@@ -38,8 +38,9 @@ def _counts(data: np.ndarray) -> np.ndarray:
 
 def unit_grouping(unit_index: np.ndarray, n_units: int) -> tuple[np.ndarray, np.ndarray]:
     """Stable regrouping of spike-vector entries by unit, and the cumulative counts (ragged index)."""
-    order = np.argsort(unit_index, kind='stable')
-    return order, np.cumsum(np.bincount(unit_index, minlength=n_units)).astype(np.int64)
+    from .units import stable_order
+
+    return stable_order(unit_index, n_units), np.cumsum(np.bincount(unit_index, minlength=n_units)).astype(np.int64)
 
 
 def _padded_channels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

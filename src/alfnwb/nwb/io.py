@@ -31,6 +31,71 @@ def dataio(data, compression: str | None, chunk: int | None = 1 << 18):
     return H5DataIO(data, compression=compression, shuffle=True, chunks=chunks)
 
 
+class GatherIterator:
+    """The data ``concatenate([a[order] for a, order in pieces])``, produced block by block as HDF5 writes it.
+
+    Writing spikes grouped by unit needs each array permuted; materialising the permuted copies
+    costs as much memory as the spikes themselves. This iterator gathers one block at a time.
+    """
+
+    def __init__(self, pieces: list, block: int = 1 << 20):
+        import numpy as np
+
+        self.pieces = [(np.asarray(a), np.asarray(o)) for a, o in pieces]
+        self.block = int(block)
+        self._n = sum(o.size for _, o in self.pieces)
+        first = self.pieces[0][0]
+        self._dtype = first.dtype
+        self._tail = first.shape[1:]
+
+    def chunks(self):
+        from hdmf.data_utils import DataChunk
+
+        start = 0
+        for a, order in self.pieces:
+            for i in range(0, order.size, self.block):
+                idx = order[i:i + self.block]
+                yield DataChunk(data=a[idx], selection=(slice(start + i, start + i + idx.size),))
+            start += order.size
+
+
+def gather(pieces: list, compression: str | None, chunk: int = 1 << 18):
+    """Data for a dataset holding ``concatenate([a[order] ...])``: lazily gathered when compressed."""
+    import numpy as np
+    from hdmf.backends.hdf5.h5_utils import H5DataIO
+    from hdmf.data_utils import AbstractDataChunkIterator
+
+    it = GatherIterator(pieces)
+    if compression is None or it._n == 0:
+        return np.concatenate([a[o] for a, o in it.pieces]) if len(it.pieces) > 1 else it.pieces[0][0][it.pieces[0][1]]
+
+    class _Iter(AbstractDataChunkIterator):
+        def __init__(self):
+            self._gen = it.chunks()
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self._gen)
+
+        def recommended_chunk_shape(self):
+            return (min(chunk, it._n),) + it._tail
+
+        def recommended_data_shape(self):
+            return (it._n,) + it._tail
+
+        @property
+        def dtype(self):
+            return it._dtype
+
+        @property
+        def maxshape(self):
+            return (it._n,) + it._tail
+
+    return H5DataIO(_Iter(), compression=compression, shuffle=True, chunks=(min(chunk, it._n),) + it._tail)
+
+
 def check_output(path: str | Path, overwrite: bool = False) -> Path:
     """Fail early, before loading anything, if the output cannot be written."""
     path = Path(path)
