@@ -178,7 +178,7 @@ def test_failed_write_leaves_nothing(synth, one_plain, tmp_path, monkeypatch):
         raise OSError(28, 'No space left on device')
 
     monkeypatch.setattr(nio, 'validate', broken)
-    with pytest.raises(OutputError, match='No space left on device'):
+    with pytest.raises(OutputError, match='write failed: no space left on device'):
         export(one_plain, tmp_path / 'x.nwb', pid=synth.pids[1])
     assert os.listdir(tmp_path) == []
 

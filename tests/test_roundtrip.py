@@ -64,3 +64,17 @@ def test_read_alf_errors(session_export, tmp_path):
     bad.write_bytes(b'not hdf5')
     with pytest.raises(NWBReadError, match='not a readable NWB'):
         read_alf(bad, probe='probe00')
+
+
+@pytest.mark.parametrize('compression', [None, 'lzf'])
+def test_roundtrip_compression_choices(synth, one_plain, tmp_path, compression):
+    """Both write paths (in-memory arrays when uncompressed, block-gathered when compressed), two probes."""
+    import h5py
+
+    s = synth.sessions[0]
+    out = export(one_plain, tmp_path / 'c.nwb', eid=s.eid, compression=compression, extensions='spike_amplitudes')
+    for p in s.probes:
+        _assert_roundtrip(out.path, load_probe(one_plain, p.pid))
+    with h5py.File(out.path, 'r') as f:
+        assert f['units/spike_times'].compression == compression
+        assert f['processing/ecephys/probe01/extensions/spike_amplitudes/data'].compression == compression

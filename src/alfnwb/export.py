@@ -143,18 +143,20 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     -------
     ExportResult
     """
+    from .analyzer import resolve_extensions
+    from .nwb.io import output_lock
+
     output = check_output(output, overwrite)  # fail before minutes of loading
     meta = metadata if isinstance(metadata, dict) else read_metadata(metadata)
-    from .analyzer import resolve_extensions
-
     resolve_extensions(extensions, raw=raw)  # a wrong name fails before loading
-    session = load_session(one, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter, revision=revision,
-                           min_histology=min_histology, atlas=atlas)
-    analyzers = build_analyzers(one, session, extensions, raw=raw, extension_params=extension_params,
-                                n_jobs=n_jobs)
-    written = tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ()
-    nwbfile = build_nwbfile(session, meta, compression=compression, analyzers=analyzers)
-    path = write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir)
+    with output_lock(output, tmp_dir):
+        session = load_session(one, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter, revision=revision,
+                               min_histology=min_histology, atlas=atlas)
+        analyzers = build_analyzers(one, session, extensions, raw=raw, extension_params=extension_params,
+                                    n_jobs=n_jobs)
+        written = tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ()
+        nwbfile = build_nwbfile(session, meta, compression=compression, analyzers=analyzers)
+        path = write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir)
     return ExportResult(path=path, session=session, n_units=sum(p.n_clusters for p in session.probes),
                         n_electrodes=sum(p.n_channels for p in session.probes),
                         probes=[p.provenance for p in session.probes], extensions=written)

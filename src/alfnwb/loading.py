@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import pickle
 import uuid
 import warnings
 from dataclasses import dataclass, field, asdict
@@ -413,9 +414,12 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
             spike_sorter=sorter_arg, revision=one_revision, dataset_types=EXTRA_DATASETS, check_hash=check_hash)
     except AlfNwbError:
         raise
-    except ValueError as e:
-        raise InvalidDataError(f'insertion {pid}: cannot read {collection} ({e})') from None
-    except OSError as e:
+    except (ValueError, OSError, EOFError, pickle.UnpicklingError) as e:
+        # name the broken file: the loader's own message often does not
+        bad = corrupt_datasets(one, eid, collection, one_revision)
+        if bad:
+            name, why = bad[0]
+            raise InvalidDataError(f'insertion {pid}: {name}: {why}') from None
         raise InvalidDataError(f'insertion {pid}: cannot read {collection} ({e})') from None
     loaded_coll = loader.collection
     if loaded_coll != collection:  # SpikeSortingLoader falls back silently; we do not
@@ -448,6 +452,59 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
     prov = Provenance(pid=pid, eid=str(eid), probe=probe, spike_sorter=sorter, collection=collection,
                       revision=loaded_rev, histology=histology, model=model, **_versions())
     return ProbeData(provenance=prov, spikes=spikes, clusters=clusters, channels=channels)
+
+
+def _check_file(path: Path) -> str | None:
+    """Why a .npy or .pqt file cannot be read (truncated, corrupt, pickled), or None if it can."""
+    try:
+        if path.suffix == '.npy':
+            with open(path, 'rb') as f:
+                fmt = np.lib.format
+                version = fmt.read_magic(f)
+                reader = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}.get(version)
+                if reader is None:
+                    return None  # a newer format: numpy's own reader decides
+                shape, fortran, dtype = reader(f)
+                if dtype.hasobject:
+                    return 'holds Python objects (pickle): refused, only plain arrays are loaded'
+                expected = f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            size = path.stat().st_size
+            if size != expected:
+                return f'truncated or corrupt: {size} bytes, the header says {expected}'
+        elif path.suffix in ('.pqt', '.parquet'):
+            import pyarrow.parquet as pq
+
+            pq.read_metadata(path)
+    except Exception as e:  # noqa: BLE001 - any failure to parse means a broken file
+        return f'truncated or corrupt ({type(e).__name__}: {str(e)[:120]})'
+    return None
+
+
+def corrupt_datasets(one, eid: str, collection: str, revision: str | None = None) -> list[tuple[str, str]]:
+    """The datasets of a collection (and revision) that cannot be read, with the reason.
+
+    Returns
+    -------
+    list of (str, str)
+        (``collection/[#revision#/]name``, reason) for every unreadable ``.npy`` / ``.pqt`` file.
+    """
+    try:
+        root = Path(one.eid2path(eid))
+    except Exception:  # noqa: BLE001 - an offline remote ONE may not know the path
+        return []
+    folder = root / collection
+    folders = [folder / f'#{revision}#'] if revision and revision != '0000-00-00' else []
+    folders.append(folder)
+    out = []
+    for f in folders:
+        if not f.is_dir():
+            continue
+        for path in sorted(f.iterdir()):
+            if path.is_file() and path.suffix in ('.npy', '.pqt', '.parquet'):
+                why = _check_file(path)
+                if why:
+                    out.append((path.relative_to(root).as_posix(), why))
+    return out
 
 
 def raw_ap_file(one, probe: ProbeData) -> Path:

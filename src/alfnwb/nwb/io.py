@@ -6,7 +6,10 @@ until the new one is complete and valid).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -120,6 +123,128 @@ def validate(path: str | Path) -> list[str]:
     return [str(e) for e in errors]
 
 
+@contextlib.contextmanager
+def output_lock(path: str | Path, tmp_dir: str | Path | None = None):
+    """Hold an exclusive lock on an output path for the whole export (load, build, write).
+
+    A second process exporting to the same path fails at once with a clear message instead of
+    interleaving its file with the first one's. The lock is an ``flock`` on a hidden file beside
+    the temporary files: the kernel releases it when the process dies (``kill -9`` included).
+    Partial files a killed process left for this output are removed once the lock is held.
+    """
+    import fcntl
+
+    path = Path(path)
+    folder = Path(tmp_dir) if tmp_dir else (path.parent if str(path.parent) else Path('.'))
+    lock_path = folder / f'.{path.name}.lock'
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OutputError(f'output {path}: cannot create a lock in {folder} ({e.strerror or e})') from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.read(fd, 32).decode(errors='replace').strip() or '?'
+            finally:
+                os.close(fd)
+            raise OutputError(f'output {path}: another alfnwb process (pid {holder}) is writing it; '
+                              'wait for it to finish') from None
+        # the file may have been unlinked by its previous holder between our open and flock
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        pattern = re.compile(rf'^\.{re.escape(path.stem)}\.[A-Za-z0-9_]{{8}}\.partial\.nwb$')
+        for stale in folder.glob(f'.{path.stem}.*.partial.nwb'):
+            if pattern.match(stale.name):
+                stale.unlink(missing_ok=True)
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+class _WriteFailed(Exception):
+    """The HDF5 writer (child process) failed; the message says why."""
+
+
+def _write_hdf5(nwbfile, tmp: Path) -> None:
+    from pynwb import NWBHDF5IO
+
+    with NWBHDF5IO(str(tmp), mode='w') as io:
+        io.write(nwbfile)
+
+
+def _write_isolated(nwbfile, tmp: Path) -> None:
+    """Write the HDF5 file in a forked child process.
+
+    When the disk fills up (or a file size limit is hit), HDF5 keeps the half-written file open and
+    its final flush at exit crashes the process that wrote it. The child takes that crash; the
+    parent reports the failure and removes the file. The fork shares the data copy-on-write: no
+    copy of the spikes is made.
+    """
+    if not hasattr(os, 'fork'):
+        return _write_hdf5(nwbfile, tmp)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write, report, and leave without running any exit handler
+        code = 0
+        try:
+            os.close(read_end)
+            # h5py's complaints about a failed file would clutter the terminal: the reason goes up the pipe
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            _write_hdf5(nwbfile, tmp)
+        except BaseException as e:  # noqa: BLE001 - everything goes back to the parent
+            code = 1
+            reason = _write_failure(e) or f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+            try:
+                os.write(write_end, reason.encode()[:2000])
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    while True:
+        data = os.read(read_end, 4096)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    message = b''.join(chunks).decode(errors='replace').strip()
+    if os.WIFSIGNALED(status):
+        raise _WriteFailed(message or f'the HDF5 writer died (signal {os.WTERMSIG(status)})')
+    if os.WEXITSTATUS(status) != 0:
+        raise _WriteFailed(message or 'the HDF5 writer failed')
+
+
+def _write_failure(exc: BaseException) -> str | None:
+    """One line saying why a write failed on the storage side, or None for other errors."""
+    text = str(exc)
+    codes = {errno.ENOSPC: 'no space left on device', errno.EFBIG: 'file too large (file size limit)',
+             errno.EDQUOT: 'disk quota exceeded', errno.EROFS: 'read-only file system', errno.EIO: 'I/O error',
+             errno.EACCES: 'permission denied'}
+    code = getattr(exc, 'errno', None)
+    if code in codes:
+        return codes[code]
+    match = re.search(r'errno = (\d+)', text)
+    if match and int(match.group(1)) in codes:
+        return codes[int(match.group(1))]
+    if isinstance(exc, OSError):
+        return (exc.strerror or text).splitlines()[0][:200]
+    return None
+
+
 def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_file: bool = True,
                   tmp_dir: str | Path | None = None) -> Path:
     """Write atomically: temporary file in the same folder, schema validation, rename.
@@ -150,8 +275,7 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
     tmp = Path(tmp)
     try:
         tmp.unlink()  # h5py creates the file itself
-        with NWBHDF5IO(str(tmp), mode='w') as io:
-            io.write(nwbfile)
+        _write_isolated(nwbfile, tmp)
         if validate_file:
             errors = validate(tmp)
             if errors:
@@ -162,9 +286,12 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
     except AlfNwbError:
         tmp.unlink(missing_ok=True)
         raise
+    except _WriteFailed as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f'output {path}: write failed: {e}') from None
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f'output {path}: write failed ({e.strerror or e})') from None
+        raise OutputError(f'output {path}: write failed: {_write_failure(e)}') from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
