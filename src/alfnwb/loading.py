@@ -327,7 +327,10 @@ def _normalise_channels(raw: dict, alf_channels: dict | None, pid: str) -> dict:
     n = np.asarray(ch['rawInd']).size
     bad = [k for k, v in ch.items() if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] != n]
     if bad:
-        raise InvalidDataError(f'insertion {pid}: channels.{bad[0]} has {len(ch[bad[0]])} rows, channels.rawInd has {n}')
+        alf_name = {'lateral_um': 'localCoordinates', 'axial_um': 'localCoordinates', 'x': 'mlapdv', 'y': 'mlapdv',
+                    'z': 'mlapdv', 'atlas_id': 'brainLocationIds_ccf_2017'}.get(bad[0], bad[0])
+        raise InvalidDataError(f'insertion {pid}: channels.{alf_name} has {len(ch[bad[0]])} rows, '
+                               f'channels.rawInd has {n}')
     return ch
 
 
@@ -409,6 +412,16 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
     loader = _loader_class()(one=one, eid=eid, pname=probe, atlas=atlas if atlas is not None else _NoVolumeAtlas(pid))
     loader.pid = pid
     sorter_arg = '' if sorter == KILOSORT25 else sorter
+    # ONE loads .npy files with allow_pickle=True: a file holding Python objects would run code.
+    # Every file is checked (and refused if pickled, truncated or corrupt) before anything is loaded.
+    if getattr(one, 'mode', 'local') != 'local':
+        try:
+            one.load_collection(eid, collection, revision=one_revision, download_only=True)
+        except Exception:  # noqa: BLE001 - the loader reports missing data precisely
+            pass
+    bad = corrupt_datasets(one, eid, collection, one_revision)
+    if bad:
+        raise InvalidDataError(f'insertion {pid}: {bad[0][0]}: {bad[0][1]}')
     try:
         spikes, clusters, channels = loader.load_spike_sorting(
             spike_sorter=sorter_arg, revision=one_revision, dataset_types=EXTRA_DATASETS, check_hash=check_hash)
@@ -495,15 +508,17 @@ def corrupt_datasets(one, eid: str, collection: str, revision: str | None = None
     folder = root / collection
     folders = [folder / f'#{revision}#'] if revision and revision != '0000-00-00' else []
     folders.append(folder)
-    out = []
+    chosen: dict[str, Path] = {}  # file name -> the file ONE loads (the revision's, else the base one)
     for f in folders:
-        if not f.is_dir():
-            continue
-        for path in sorted(f.iterdir()):
-            if path.is_file() and path.suffix in ('.npy', '.pqt', '.parquet'):
-                why = _check_file(path)
-                if why:
-                    out.append((path.relative_to(root).as_posix(), why))
+        if f.is_dir():
+            for path in sorted(f.iterdir()):
+                if path.is_file() and path.suffix in ('.npy', '.pqt', '.parquet'):
+                    chosen.setdefault(path.name, path)
+    out = []
+    for path in chosen.values():
+        why = _check_file(path)
+        if why:
+            out.append((path.relative_to(root).as_posix(), why))
     return out
 
 

@@ -1,0 +1,268 @@
+"""Bad input gets a clear error; nothing lost, nothing partial; nothing written outside where it belongs."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alfnwb.errors import InvalidDataError, NotFoundError, OutputError
+from alfnwb.export import export
+
+
+@pytest.fixture(scope='module')
+def base(tmp_path_factory):
+    from alfnwb.synthetic import write_cache
+
+    return write_cache(tmp_path_factory.mktemp('relcache'), seed=13, sessions=1, n_units=6, duration=20.0)
+
+
+@pytest.fixture
+def cache(base, tmp_path):
+    """A private copy of the base cache, to break."""
+    shutil.copytree(base.cache_dir, tmp_path / 'cache')
+    return tmp_path / 'cache'
+
+
+def _folder(base, cache, probe_index):
+    s = base.sessions[0]
+    coll = 'alf/probe00/iblsorter/#2024-05-06#' if probe_index == 0 else 'alf/probe01/pykilosort'
+    return cache / s.path.relative_to(base.cache_dir) / coll, coll
+
+
+def _npy(folder, name, fn):
+    f = folder / f'{name}.npy'
+    np.save(f, fn(np.load(f)))
+
+
+def _truncate(folder, name):
+    f = folder / name
+    f.write_bytes(f.read_bytes()[:f.stat().st_size // 2])
+
+
+class _Payload:
+    """Unpickling this would create a marker file: it must never happen."""
+
+    marker = None
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def _pickled(folder, name, marker):
+    _Payload.marker = str(marker)
+    np.save(folder / f'{name}.npy', np.array([_Payload()], dtype=object), allow_pickle=True)
+
+
+BREAKS = {
+    # name: (probe, break(folder, tmp_path), expected message after "insertion <pid>: ")
+    'truncated npy': (1, lambda d, t: _truncate(d, 'spikes.times.npy'), r'spikes\.times\.npy: truncated or corrupt'),
+    'corrupt pqt': (1, lambda d, t: (d / 'clusters.metrics.pqt').write_bytes(b'PAR1 garbage'),
+                    r'clusters\.metrics\.pqt: truncated or corrupt'),
+    'pickled npy': (1, lambda d, t: _pickled(d, 'spikes.amps', t / 'pwned'), r'spikes\.amps\.npy: holds Python objects'),
+    'lengths differ': (1, lambda d, t: _npy(d, 'spikes.clusters', lambda a: a[:-3]),
+                       r'spikes\.clusters has \d+ rows, spikes\.times has'),
+    'cluster beyond': (1, lambda d, t: _npy(d, 'clusters.channels', lambda a: a[:2]),
+                       r'spikes\.clusters refers to cluster \d+ but clusters\.channels has 2 rows'),
+    'NaN time': (1, lambda d, t: _npy(d, 'spikes.times', lambda a: np.r_[a[:-1], np.nan]), r'NaN or infinite'),
+    'inf time': (1, lambda d, t: _npy(d, 'spikes.times', lambda a: np.r_[a[:-1], np.inf]), r'NaN or infinite'),
+    'unsorted': (1, lambda d, t: _npy(d, 'spikes.times', lambda a: a[::-1].copy()), r'spikes\.times is not sorted'),
+    'channels lengths': (1, lambda d, t: _npy(d, 'channels.rawInd', lambda a: a[:100]),
+                         r'channels\.localCoordinates has 384 rows, channels\.rawInd has 100'),
+    'channel beyond': (1, lambda d, t: _npy(d, 'clusters.channels', lambda a: a + 1000),
+                       r'clusters\.channels refers to channel \d+ but there are 384 channels'),
+    'unknown atlas id': (0, lambda d, t: _npy(d, 'channels.brainLocationIds_ccf_2017',
+                                              lambda a: np.r_[a[:-1], 123456789]), r'atlas ids unknown.*123456789'),
+}
+
+
+@pytest.mark.parametrize('case', list(BREAKS))
+def test_bad_alf_is_a_one_line_error_naming_insertion_and_dataset(base, cache, tmp_path, case):
+    from one.api import One
+
+    probe_index, breaker, message = BREAKS[case]
+    folder, coll = _folder(base, cache, probe_index)
+    breaker(folder, tmp_path)
+    pid = base.sessions[0].probes[probe_index].pid
+    out = tmp_path / 'out' / 'x.nwb'
+    out.parent.mkdir()
+    with pytest.raises(InvalidDataError, match=rf'^insertion {pid}: .*{message}') as e:
+        export(One(cache_dir=cache, mode='local'), out, pid=pid)
+    assert '\n' not in str(e.value)
+    assert list(out.parent.iterdir()) == []
+    assert not (tmp_path / 'pwned').exists()
+    # the command line: the same line, exit 5, no traceback
+    r = subprocess.run([sys.executable, '-m', 'alfnwb.cli', 'export', '--pid', pid, '--cache-dir', str(cache),
+                        '-o', str(out)], capture_output=True, text=True)
+    assert r.returncode == 5 and 'Traceback' not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f'alfnwb: error: insertion {pid}: ')
+
+
+def test_empty_probe_is_valid_and_exports(base, cache, tmp_path):
+    from one.api import One
+
+    from alfnwb.readback import read_alf, read_sorting_analyzer
+
+    folder, _ = _folder(base, cache, 1)
+    for name in ('times', 'samples', 'amps', 'depths', 'clusters', 'templates'):
+        _npy(folder, f'spikes.{name}', lambda a: a[:0])
+    pid = base.sessions[0].probes[1].pid
+    r = export(One(cache_dir=cache, mode='local'), tmp_path / 'empty.nwb', pid=pid)
+    spikes, clusters, _ = read_alf(r.path)
+    assert spikes['times'].size == 0 and clusters['channels'].size == r.n_units > 0
+    sa = read_sorting_analyzer(r.path)
+    assert sa.sorting.to_spike_vector().size == 0
+    assert sa.get_extension('correlograms').get_data()[0].sum() == 0
+
+
+def test_not_found_and_unwritable(base, cache, tmp_path):
+    from one.api import One
+
+    one = One(cache_dir=cache, mode='local')
+    with pytest.raises(NotFoundError, match='not in the cache|not found|no insertion'):
+        export(one, tmp_path / 'x.nwb', pid='00000000-0000-4000-8000-000000000000')
+    ro = tmp_path / 'ro'
+    ro.mkdir()
+    ro.chmod(0o555)
+    mounted = False
+    if os.access(ro, os.W_OK):  # root writes anywhere: a read-only file system stops it
+        mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', str(ro)],
+                                 capture_output=True).returncode == 0
+        assert mounted, 'cannot make a read-only folder here'
+    try:
+        with pytest.raises(OutputError, match=f'output {ro / "x.nwb"}: folder {ro} is not writable'):
+            export(one, ro / 'x.nwb', pid=base.sessions[0].probes[1].pid)
+    finally:
+        if mounted:
+            subprocess.run(['umount', str(ro)])
+        ro.chmod(0o755)
+
+
+def test_second_writer_of_the_same_output_is_refused(base, tmp_path):
+    from alfnwb.nwb.io import output_lock
+
+    out = tmp_path / 'x.nwb'
+    pid = base.sessions[0].probes[1].pid
+    with output_lock(out):  # another process would hold this while it exports
+        r = subprocess.run([sys.executable, '-m', 'alfnwb.cli', 'export', '--pid', pid, '--cache-dir',
+                            str(base.cache_dir), '-o', str(out)], capture_output=True, text=True)
+        assert r.returncode == 7, r.stderr
+        assert f'another alfnwb process (pid {os.getpid()}) is writing it' in r.stderr
+        assert not out.exists()
+    r = subprocess.run([sys.executable, '-m', 'alfnwb.cli', '--quiet', 'export', '--pid', pid, '--cache-dir',
+                        str(base.cache_dir), '-o', str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['x.nwb']  # no lock, no partial file left
+
+
+def _limited(size):
+    def preexec():
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+    return preexec
+
+
+def test_disk_full_is_reported_and_leaves_nothing(base, tmp_path):
+    """A file size limit (ulimit -f) stands for a full disk; a tiny tmpfs too where mounting is allowed."""
+    pid = base.sessions[0].probes[0].pid
+    out = tmp_path / 'full' / 'x.nwb'
+    out.parent.mkdir()
+    r = subprocess.run([sys.executable, '-m', 'alfnwb.cli', 'export', '--pid', pid, '--cache-dir',
+                        str(base.cache_dir), '-o', str(out)], capture_output=True, text=True,
+                       preexec_fn=_limited(300_000))
+    assert r.returncode == 7, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f'alfnwb: error: output {out}: write failed: file too large ' \
+                                                '(file size limit)'
+    assert list(out.parent.iterdir()) == []
+    tiny = tmp_path / 'tiny'
+    tiny.mkdir()
+    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=300k', 'tmpfs', str(tiny)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        return
+    try:
+        r = subprocess.run([sys.executable, '-m', 'alfnwb.cli', 'export', '--pid', pid, '--cache-dir',
+                            str(base.cache_dir), '-o', str(tiny / 'x.nwb')], capture_output=True, text=True)
+        assert r.returncode == 7 and 'write failed: no space left on device' in r.stderr, r.stderr
+        assert list(tiny.iterdir()) == []
+    finally:
+        subprocess.run(['umount', str(tiny)])
+
+
+@pytest.mark.parametrize('seed', [1, 2, 3, 4])
+def test_kill9_at_a_random_moment_leaves_the_previous_file_or_the_new_one(base, tmp_path, seed):
+    import h5py
+
+    from alfnwb.readback import read_alf
+
+    pid = base.sessions[0].probes[0].pid
+    out = tmp_path / 'x.nwb'
+    cmd = [sys.executable, '-m', 'alfnwb.cli', '--quiet', 'export', '--pid', pid, '--cache-dir',
+           str(base.cache_dir), '-o', str(out), '--overwrite']
+    previous = b'the previous file'
+    out.write_bytes(previous)
+    rng = np.random.default_rng(seed)
+    # the export takes a few seconds: kill it anywhere from start-up to the rename
+    delay = rng.uniform(0.5, 6.0)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    content = out.read_bytes()
+    if content != previous:  # the rename happened: the file is the complete new one
+        with h5py.File(out, 'r') as f:
+            assert 'units/spike_times' in f
+        assert read_alf(out)[0]['times'].size > 0
+    # a new run cleans what the killed one left (partial file, lock) and succeeds
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['x.nwb']
+
+
+def test_hostile_names_stay_inside_the_dandiset(base, cache, tmp_path):
+    """Subject and probe names are data: path characters cannot make the batch write elsewhere."""
+    import dataclasses
+
+    from one.api import One
+
+    from alfnwb.batch import plan_jobs, run_batch
+    from alfnwb.dandi import nwb_relpath
+
+    one = One(cache_dir=cache, mode='local')
+    # names as a database could hold them (the cache's folders stay where ONE expects them)
+    jobs = [dataclasses.replace(j, subject='../../escaped/../x',
+                                relpath=nwb_relpath('../../escaped/../x', j.eid, f'../{j.probe}/..').as_posix())
+            for j in plan_jobs(one, all_insertions=True)]
+    ds = tmp_path / 'deep' / 'dandiset'
+    report = run_batch(jobs, ds, {'cache_dir': str(cache)}, validate=False, progress=False)
+    assert report.done == 2, report.failures
+    written = [p for p in tmp_path.rglob('*') if p.is_file() and 'cache' not in p.relative_to(tmp_path).parts]
+    assert written and all(ds in p.parents for p in written)
+    assert sorted(p.parent.name for p in ds.glob('sub-*/*.nwb')) == ['sub-------escaped----x'] * 2
+    assert not (tmp_path / 'escaped').exists() and not (tmp_path / 'deep' / 'escaped').exists()
+    # a relative path that would leave the folder is refused, not written
+    bad = dataclasses.replace(jobs[0], key='evil', relpath='../../evil.nwb')
+    report = run_batch([bad], ds, {'cache_dir': str(cache)}, validate=False, progress=False)
+    assert report.failed == 1 and 'outside the dandiset' in report.failures['evil']
+    assert not list(tmp_path.rglob('evil.nwb'))
+
+
+def test_metadata_is_parsed_safely(base, tmp_path):
+    from alfnwb.errors import MetadataError
+
+    marker = tmp_path / 'pwned'
+    meta = tmp_path / 'm.yaml'
+    meta.write_text(f'NWBFile: !!python/object/apply:os.system ["touch {marker}"]\n')
+    from one.api import One
+    with pytest.raises(MetadataError):
+        export(One(cache_dir=base.cache_dir, mode='local'), tmp_path / 'x.nwb', pid=base.sessions[0].probes[1].pid,
+               metadata=meta)
+    assert not marker.exists() and not (tmp_path / 'x.nwb').exists()
