@@ -328,7 +328,8 @@ def _normalise_channels(raw: dict, alf_channels: dict | None, pid: str) -> dict:
     bad = [k for k, v in ch.items() if isinstance(v, np.ndarray) and v.ndim >= 1 and v.shape[0] != n]
     if bad:
         alf_name = {'lateral_um': 'localCoordinates', 'axial_um': 'localCoordinates', 'x': 'mlapdv', 'y': 'mlapdv',
-                    'z': 'mlapdv', 'atlas_id': 'brainLocationIds_ccf_2017'}.get(bad[0], bad[0])
+                    'z': 'mlapdv', 'atlas_id': 'brainLocationIds_ccf_2017',
+                    'acronym': 'brainLocationIds_ccf_2017'}.get(bad[0], bad[0])
         raise InvalidDataError(f'insertion {pid}: channels.{alf_name} has {len(ch[bad[0]])} rows, '
                                f'channels.rawInd has {n}')
     return ch
@@ -351,13 +352,24 @@ def _check(pid: str, spikes: dict, clusters: dict, channels: dict, collection: s
     if n > 1 and np.any(np.diff(spikes['times']) < 0):
         raise InvalidDataError(f'insertion {pid}: {collection}/spikes.times is not sorted in time')
     nc = clusters['channels'].size
-    if n and (spikes['clusters'].min() < 0 or spikes['clusters'].max() >= nc):
-        raise InvalidDataError(f'insertion {pid}: {collection}/spikes.clusters refers to cluster '
-                               f'{int(spikes["clusters"].max())} but clusters.channels has {nc} rows')
+    if n:
+        c = spikes['clusters'].astype(np.int64)
+        worst = int(c.min()) if c.min() < 0 else int(c.max())
+        if worst < 0 or worst >= nc:
+            raise InvalidDataError(f'insertion {pid}: {collection}/spikes.clusters refers to cluster {worst} but '
+                                   f'clusters.channels has {nc} rows')
+    for attr in ('depths', 'amps', 'uuids', 'waveforms', 'waveformsChannels'):
+        if attr in clusters and clusters[attr] is not None and np.asarray(clusters[attr]).shape[0] != nc:
+            raise InvalidDataError(f'insertion {pid}: {collection}/clusters.{attr} has '
+                                   f'{np.asarray(clusters[attr]).shape[0]} rows, clusters.channels has {nc}')
     nch = channels['rawInd'].size
-    if nc and (clusters['channels'].min() < 0 or clusters['channels'].max() >= nch):
-        raise InvalidDataError(f'insertion {pid}: {collection}/clusters.channels refers to channel '
-                               f'{int(clusters["channels"].max())} but there are {nch} channels')
+    for attr in ('channels', 'waveformsChannels'):
+        if attr in clusters and clusters[attr] is not None and np.asarray(clusters[attr]).size:
+            ch = np.asarray(clusters[attr]).astype(np.int64)
+            worst = int(ch.min()) if ch.min() < 0 else int(ch.max())
+            if worst < 0 or worst >= nch:
+                raise InvalidDataError(f'insertion {pid}: {collection}/clusters.{attr} refers to channel {worst} '
+                                       f'but there are {nch} channels')
 
 
 def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: str | None = None,
@@ -457,6 +469,14 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
     if 'uuids' in clusters:
         u = clusters['uuids']
         clusters['uuids'] = np.asarray(u['uuids'] if hasattr(u, 'columns') else u).astype(str)
+    # ONE flattens (n, 1) arrays: templates on a single channel come back as (n,) and (n, samples)
+    nc = np.asarray(clusters.get('channels', [])).size
+    wfc = clusters.get('waveformsChannels')
+    if wfc is not None and np.asarray(wfc).ndim == 1 and np.asarray(wfc).size == nc:
+        clusters['waveformsChannels'] = np.asarray(wfc).reshape(nc, 1)
+        wf = clusters.get('waveforms')
+        if wf is not None and np.asarray(wf).ndim == 2 and np.asarray(wf).shape[0] == nc:
+            clusters['waveforms'] = np.asarray(wf)[:, :, None]
     _check(pid, spikes, clusters, channels, collection)
     model = ''
     if (table := _insertions(one)) is not None and 'model' in table:

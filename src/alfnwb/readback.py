@@ -81,8 +81,9 @@ def read_alf(path: str | Path, probe: str | None = None) -> tuple[dict, dict, di
             channels['acronym'] = _decode(el['location'][e0:e1])
 
         units = f['units']
-        urows, _ = _probe_rows(f, 'units', probe, path)
-        u0, u1 = urows[0], urows[-1] + 1
+        names = _decode(units['probe_name'][:])
+        urows = np.flatnonzero(names == probe)  # a probe without clusters has no units rows
+        u0, u1 = (int(urows[0]), int(urows[-1]) + 1) if urows.size else (0, 0)
         index = units['spike_times_index'][:]
         start = index[u0 - 1] if u0 > 0 else 0
         stop = index[u1 - 1] if u1 > 0 else 0
@@ -106,7 +107,7 @@ def read_alf(path: str | Path, probe: str | None = None) -> tuple[dict, dict, di
                 continue
             metrics[name] = _decode(units[name][u0:u1])
         clusters['metrics'] = pd.DataFrame(metrics)
-        if 'waveform_mean' in units:
+        if 'waveform_mean' in units and u1 > u0:
             # stored peak channel first, in uV; ALF order is ascending channel index, in V
             eidx = units['electrodes_index'][:]
             e_start = eidx[u0 - 1] if u0 > 0 else 0

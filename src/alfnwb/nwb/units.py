@@ -213,8 +213,9 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
     columns += [el, VectorIndex(name='electrodes_index', data=np.concatenate(el_ends).astype(np.int64), target=el)]
     for name, desc in UNIT_COLUMNS.items():
         data = np.concatenate(cols[name])
-        columns.append(VectorData(name=name, description=desc,
-                                  data=list(data) if data.dtype == object else data))
+        if data.dtype == object:  # text; an empty list has no dtype for hdmf to infer
+            data = list(data) if data.size else np.asarray([], dtype=str)
+        columns.append(VectorData(name=name, description=desc, data=data))
     columns += _metric_columns(metrics, n_units)
     kwargs = {}
     if templates and all(t is not None for t in templates) and len({t.shape[1:] for t in templates}) == 1:
@@ -242,6 +243,7 @@ def _metric_columns(metrics: list, n_units: int) -> list:
         s = df[name]
         if s.dtype == object or pd.api.types.is_string_dtype(s):
             data = [('' if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v)) for v in s]
+            data = data if data else np.asarray([], dtype=str)
         elif pd.api.types.is_bool_dtype(s):
             data = s.to_numpy(dtype=bool)
         elif pd.api.types.is_integer_dtype(s) and not s.isna().any():
