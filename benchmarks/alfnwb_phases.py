@@ -91,7 +91,8 @@ if __name__ == '__main__':
 
     _install()
     STEPS.append(['start-up: interpreter, alfnwb.cli and the stage modules', 0, 0.0,
-                  round(time.perf_counter() - T0, 3), round(_PROC.memory_info().rss / 1e9, 3), round(_PEAK[0] / 1e9, 3)])
+                  round(time.perf_counter() - T0, 3), round(_PROC.memory_info().rss / 1e9, 3),
+                  round(_PEAK[0] / 1e9, 3)])
     code = alfnwb.cli.main(sys.argv[1:])
     total = time.perf_counter() - T0
     STEPS.sort(key=lambda s: (s[2], s[1]))

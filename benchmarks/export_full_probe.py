@@ -198,12 +198,12 @@ def git_state() -> str:
 def cpu_capacity(env: dict) -> dict:
     """How many cores this machine gives two CPU-bound processes right now (other jobs take the rest).
 
-    A pure-Python loop alone, then two at once: ``capacity = 2 * alone / slower of the two``
-    (2.0 on two idle cores, ~1 when another job holds a core).
+    A pure-Python loop alone (best of two), then two at once: ``capacity = 2 * alone / slower of the
+    two`` (2.0 on two idle cores, ~1 when another job holds a core; noisy when the load changes).
     """
-    code = 'import time\nt=time.perf_counter()\ns=0\nfor i in range(12_000_000): s+=i\nprint(time.perf_counter()-t)'
+    code = 'import time\nt=time.perf_counter()\ns=0\nfor i in range(5_000_000): s+=i\nprint(time.perf_counter()-t)'
     cmd = [sys.executable, '-c', code]
-    alone = float(subprocess.run(cmd, env=env, capture_output=True, text=True).stdout)
+    alone = min(float(subprocess.run(cmd, env=env, capture_output=True, text=True).stdout) for _ in range(2))
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     two = [float(p.communicate()[0]) for p in procs]
     return {'alone_s': round(alone, 3), 'two_s': [round(x, 3) for x in two],
@@ -400,7 +400,8 @@ def check_targets(res: dict) -> list[dict]:
     rss = v.get('core', {}).get('peak_rss_bytes_max')
     rss_ratio = rss / alf_bytes if rss else None
     add('core_rss_vs_alf_bytes', f'alfnwb core peak RSS <= {TARGETS["core_rss_vs_alf_bytes"]:g} x the ALF spike '
-        'array bytes', rss_ratio, rss_ratio is not None and rss_ratio <= TARGETS['core_rss_vs_alf_bytes'], 'x ALF bytes')
+        'array bytes', rss_ratio, rss_ratio is not None and rss_ratio <= TARGETS['core_rss_vs_alf_bytes'],
+        'x ALF bytes')
     speed = peer / default if peer and default else None
     add('peer_wall_vs_default', f'alfnwb default >= {TARGETS["peer_wall_vs_default"]:g} x faster than the peer '
         '(same extensions)', speed, speed is not None and speed >= TARGETS['peer_wall_vs_default'], 'x faster')
@@ -450,14 +451,15 @@ def markdown_block(res: dict) -> str:
         lines.append(f'| {t["target"]} | {_fmt(t["value"])} {t["unit"]} | {met} |')
     cli = res.get('cli', {})
     if cli:
+        shown = {'help': 'alfnwb --help', 'info': 'alfnwb info default.nwb'}
         lines += ['', 'Command line (fresh processes): ' + ', '.join(
-            f'`{c["command"].split("/")[-1] if name == "help" else "alfnwb info " + Path(c["command"].split()[-1]).name}` '
-            f'{c["wall_s_median"]:.2f} s' for name, c in cli.items()) + ' (medians).']
+            f'`{shown[name]}` {c["wall_s_median"]:.2f} s' for name, c in cli.items()) + ' (medians).']
     if 'batch' in res:
         b = res['batch']
         when = f' (measured {b["measured"][:16].replace("T", " ")}: `{b["command"]}`)' if b.get('measured') else ''
         lines += ['', '### Batch throughput', '',
-                  f'`alfnwb batch --workers N --no-validate --extensions none`{when} on {b["insertions"]} insertions of '
+                  f'`alfnwb batch --workers N --no-validate --extensions none`{when} on {b["insertions"]} '
+                  'insertions of '
                   f'{b["spikes_per_insertion"]:,} spikes and {b["units"]} units each, a fresh dandiset folder per run '
                   f'(median of {b["repeat"]}):', '',
                   '| workers | wall s | insertions / min | seconds of each job (manifest), per run |',
@@ -506,8 +508,9 @@ def markdown_block(res: dict) -> str:
               f'{", ".join(f"{x:.1f}" for x in res["loadavg_end"])} (other jobs on the machine make timings noisy).'
               + (f' Cores two CPU-bound processes got at start / end: {_fmt(cap0["capacity_cores"])} / '
                  f'{_fmt(cap1["capacity_cores"])} of 2.' if cap0 and cap1 else '')
-              + (f' alfnwb measured: {", ".join(sorted({x.get("alfnwb_git", "") for d in v.values() for x in d["runs"]}))}'
-                 ' (`+dirty`: files under src/ differed from the commit).' if v else ''),
+              + (' alfnwb measured: ' + ', '.join(sorted({x.get('alfnwb_git', '') for d in v.values()
+                                                          for x in d['runs']}))
+                 + ' (`+dirty`: files under src/ differed from the commit).' if v else ''),
               '', 'Packages: ' + ', '.join(f'{k} {x}' for k, x in m['packages'].items() if x) + '.', '',
               f'Raw numbers (every run, phases, commands): [{Path(res["json"]).name}]({Path(res["json"]).name}).',
               '', END]
@@ -537,9 +540,11 @@ python benchmarks/export_full_probe.py --spikes 17.5e6 --units 1000 --channels 3
 ```
 
 It takes ~20-30 min on 2 cores. The synthetic probe is written once into `--workdir` (default
-`$TMPDIR/alfnwb-benchmark`, ~1 GB; 4 medium insertions for `--batch`) and reused by later runs with
-the same parameters. `--variants` picks variants, `--repeat` the runs per variant; the raw numbers
-go to `docs/performance.json`. `tests/test_benchmark_smoke.py` runs it on a tiny probe.
+`$TMPDIR/alfnwb-benchmark`: ~0.7 GB for the full probe, ~0.45 GB for the 4 medium insertions of
+`--batch`) and reused by later runs with the same parameters. `--variants` picks variants,
+`--repeat` the runs per variant; the raw numbers go to `docs/performance.json`. `--batch-only`
+measures the batch throughput again into an existing JSON and document; `--from-json` only
+re-renders the document. `tests/test_benchmark_smoke.py` runs it all on a tiny probe.
 
 ## How it is measured
 

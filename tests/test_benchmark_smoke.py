@@ -25,7 +25,8 @@ def bench(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('bench')
     doc = tmp / 'performance.md'
     cmd = [sys.executable, str(SCRIPT), '--spikes', str(SPIKES), '--units', str(UNITS), '--channels', '384',
-           '--repeat', '1', '--cli-repeat', '1', '--variants', 'floor,core,default,peer', '--workdir', str(tmp / 'work'),
+           '--repeat', '1', '--cli-repeat', '1', '--variants', 'floor,core,default,peer',
+           '--workdir', str(tmp / 'work'),
            '--output', str(doc), '--keep-outputs', '--no-phases']
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
