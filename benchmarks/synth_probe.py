@@ -186,12 +186,10 @@ def write_probe_cache(cache_dir: str | Path, probes: list[tuple[int, int]], n_ch
         Per probe: pid, eid, collection (absolute ALF folder), spikes, units, channels, duration_s,
         and the bytes of the ALF spike arrays.
     """
-    from iblutil.io import parquet
-    from one.alf.cache import QC_TYPE
-
+    from alfnwb import synthetic
     from alfnwb.synthetic import (REVISION, SUBJECTS, TRAJECTORY_PROVENANCE, SynthProbe, SynthSession,
                                   _channels, _clock, _md5, _openapi_schema, _rest_records, _save, _uuid,
-                                  rest_query, write_rest_cache)
+                                  rest_query)
 
     if not 32 <= n_channels <= 384:
         raise ValueError('--channels: 32 to 384 sites of a Neuropixels 1.0 probe')
@@ -243,18 +241,7 @@ def write_probe_cache(cache_dir: str | Path, probes: list[tuple[int, int]], n_ch
         del spikes, clusters
 
     # the cache tables exactly as alfnwb.synthetic.write_cache writes them
-    meta = {'date_created': datetime.datetime.now().isoformat(sep=' ', timespec='minutes'),
-            'origin': 'alfnwb-benchmark', 'min_api_version': '3.0.0'}
-    df_ses = pd.DataFrame(ses_rows).astype({'number': np.uint16}).set_index('id').sort_index()
-    df_dsets = pd.DataFrame(dset_rows)
-    df_dsets['file_size'] = df_dsets['file_size'].astype('UInt64')
-    df_dsets['qc'] = df_dsets['qc'].astype(QC_TYPE)
-    df_dsets = df_dsets.set_index(['eid', 'id']).sort_index()
-    df_ins = pd.DataFrame(ins_rows).set_index(['eid', 'id']).sort_index()
-    parquet.save(cache_dir / 'sessions.pqt', df_ses, meta)
-    parquet.save(cache_dir / 'datasets.pqt', df_dsets, meta)
-    parquet.save(cache_dir / 'insertions.pqt', df_ins, meta)
-    write_rest_cache(cache_dir, responses)
+    synthetic.write_tables(cache_dir, ses_rows, dset_rows, ins_rows, responses, origin='alfnwb-benchmark')
     return out
 
 

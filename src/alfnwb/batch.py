@@ -12,9 +12,7 @@ moment leaves no partial file in the dandiset.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 import traceback
 from collections.abc import Iterable
@@ -27,6 +25,7 @@ import pandas as pd
 
 from .dandi import ensure_dandiset_yaml, inside, nwb_relpath
 from .errors import AlfNwbError, NotFoundError
+from .fileio import write_parquet_atomic
 
 __all__ = ['Job', 'BatchReport', 'read_id_list', 'plan_jobs', 'run_job', 'run_batch', 'MANIFEST_COLUMNS']
 
@@ -269,13 +268,7 @@ def _save_manifest(df: pd.DataFrame, path: Path) -> None:
     for c in set(MANIFEST_COLUMNS) - {'size', 'n_units', 'inspector_critical', 'dandi_errors', 'dandi_warnings',
                                        'attempts', 'duration_s'}:
         df[c] = df[c].fillna('').astype(str)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.parquet.partial')
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_parquet_atomic(df, path)
 
 
 def _clean_partials(root: Path) -> int:

@@ -293,16 +293,14 @@ def read_sorting_analyzer(path: str | Path, probe: str | None = None):
                    {'random_spikes_indices': selected})
         if 'waveforms' in x and selected is not None:
             w = x['waveforms']
-            rows = w['data'][:]
-            per_spike = np.diff(np.r_[0, w['data_index'][:].astype(np.int64)])
+            rows, per_spike = _ragged_rows(w, 'data')
             wf = _unpad(rows, per_spike, width)[perm]
             ms_before, ms_after = ms_window(int(w.attrs['peak_sample_index']), rows.shape[1], fs)
             inject(analyzer, 'waveforms', {'ms_before': ms_before, 'ms_after': ms_after, 'dtype': 'float32'},
                    {'waveforms': wf})
         if 'templates' in x:
             t = x['templates']
-            rows = t['data'][:]
-            per_unit = np.diff(np.r_[0, t['data_index'][:].astype(np.int64)])
+            rows, per_unit = _ragged_rows(t, 'data')
             dense = np.zeros((n, rows.shape[1], erows.size), dtype=np.float32)
             dense[np.repeat(np.arange(n), per_unit), :, electrode_pos[t['electrodes'][:]]] = rows
             ms_before, ms_after = ms_window(int(t.attrs['peak_sample_index']), rows.shape[1], fs)
@@ -334,9 +332,7 @@ def read_sorting_analyzer(path: str | Path, probe: str | None = None):
                                                  'method': 'alf', 'method_kwargs': {}, 'seed': None},
                    {'spike_locations': vec})
         if 'pca_projections_by_channel' in x and selected is not None:
-            p = x['pca_projections_by_channel']
-            rows = p['data'][:]
-            per_spike = np.diff(np.r_[0, p['data_index'][:].astype(np.int64)])
+            rows, per_spike = _ragged_rows(x['pca_projections_by_channel'], 'data')
             proj = _unpad(rows, per_spike, width)[perm]
             inject(analyzer, 'principal_components', {'n_components': rows.shape[1], 'mode': 'by_channel_local',
                                                       'whiten': True, 'dtype': 'float32'},

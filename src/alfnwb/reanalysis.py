@@ -8,8 +8,6 @@ row per unit, so that queries open no NWB file).
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import AlfNwbError, NWBReadError
+from .fileio import write_parquet_atomic
+from .readback import _decode
 
 __all__ = ['read_units', 'load_spike_times', 'to_sorting', 'update_catalog', 'CatalogUpdate', 'MAPPINGS',
            'ID_COLUMNS', 'open_nwb']
@@ -66,13 +66,6 @@ def open_nwb(source: str | Path, block_size: int = 1 << 14):
         raise NWBReadError(f'{source}: not a readable NWB/HDF5 file ({e})') from None
     with f:
         yield f
-
-
-def _decode(values) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.dtype.kind in 'SO':
-        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr], dtype=object)
-    return arr
 
 
 def _units_of(f, label: str) -> pd.DataFrame:
@@ -334,11 +327,5 @@ def update_catalog(folder: str | Path, output: str | Path | None = None) -> Cata
         kept.append(df.assign(file_size=np.int64(st.st_size), file_mtime_ns=np.int64(st.st_mtime_ns)))
     removed = len(set(known) - set(files))
     cat = pd.concat(kept, ignore_index=True) if kept else old.iloc[0:0]
-    fd, tmp = tempfile.mkstemp(dir=output.parent, suffix='.parquet.partial')
-    os.close(fd)
-    try:
-        cat.to_parquet(tmp, index=False)
-        os.replace(tmp, output)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_parquet_atomic(cat, output)
     return CatalogUpdate(path=output, n_files=len(files), n_read=read, n_removed=removed, n_units=len(cat))

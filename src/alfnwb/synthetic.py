@@ -675,8 +675,6 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
     SynthCache
         The ground truth of everything written.
     """
-    from iblutil.io import parquet
-    from one.alf.cache import QC_TYPE
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -738,8 +736,18 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
                               'hash': _md5(f), 'exists': True, 'qc': 'NOT_SET', 'default_revision': default})
         out.append(session)
 
+    write_tables(cache_dir, ses_rows, dset_rows, ins_rows, responses, origin='alfnwb-synthetic')
+    return SynthCache(cache_dir=cache_dir, sessions=out)
+
+
+def write_tables(cache_dir: Path, ses_rows: list, dset_rows: list, ins_rows: list, responses: dict,
+                 origin: str) -> None:
+    """ONE's cache tables (sessions, datasets, insertions parquet) and its REST cache, from row dicts."""
+    from iblutil.io import parquet
+    from one.alf.cache import QC_TYPE
+
     meta = {'date_created': datetime.datetime.now().isoformat(sep=' ', timespec='minutes'),
-            'origin': 'alfnwb-synthetic', 'min_api_version': '3.0.0'}
+            'origin': origin, 'min_api_version': '3.0.0'}
     df_ses = pd.DataFrame(ses_rows).astype({'number': np.uint16}).set_index('id').sort_index()
     df_dsets = pd.DataFrame(dset_rows)
     df_dsets['file_size'] = df_dsets['file_size'].astype('UInt64')
@@ -750,4 +758,3 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
     parquet.save(cache_dir / 'datasets.pqt', df_dsets, meta)
     parquet.save(cache_dir / 'insertions.pqt', df_ins, meta)
     write_rest_cache(cache_dir, responses)
-    return SynthCache(cache_dir=cache_dir, sessions=out)

@@ -84,12 +84,6 @@ def add_spike_sorting(nwbfile, analyzer, name: str, electrode_offset: int, unit_
     -------
     ndx_spikesorting.SpikeSortingContainer
     """
-    from hdmf.common import DynamicTableRegion, VectorData, VectorIndex
-    from ndx_spikesorting import (Correlograms, ISIHistograms, NoiseLevels, PCAProjectionsByChannel,
-                                  PCAProjectionsConcatenated, RandomSpikes, SpikeAmplitudes, SpikeLocations,
-                                  SpikeSortingContainer, SpikeSortingExtensions, TemplateSimilarity, Templates,
-                                  UnitLocations, UnitsMetrics, UnitVectorData, Waveforms)
-
     import warnings
 
     with warnings.catch_warnings():

@@ -267,8 +267,6 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
     pathlib.Path
         The output path.
     """
-    from pynwb import NWBHDF5IO
-
     path = check_output(path, overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.partial.nwb', dir=tmp_dir or path.parent)
     os.close(fd)

@@ -11,7 +11,6 @@ import warnings
 import numpy as np
 
 from ..loading import ProbeData
-from .electrodes import UNKNOWN
 from .io import dataio, gather
 
 FS = 30000.0
@@ -88,11 +87,6 @@ def stable_order(labels: np.ndarray, n_labels: int) -> np.ndarray:
     elif n_labels <= 1 << 16:
         labels = labels.astype(np.uint16, copy=False)
     return np.argsort(labels, kind='stable')
-
-
-def _cat(arrays: list) -> np.ndarray:
-    """Concatenate, without copying the only array of a single probe (a full copy of every spike)."""
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def _unit_electrodes(probe: ProbeData, offset: int):
