@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AlfNwbError, InvalidDataError
-from .loading import ProbeData
+from .model import ProbeData
 
 __all__ = ['ALF_EXTENSIONS', 'RAW_EXTENSIONS', 'DEFAULT_EXTENSIONS', 'EXTENSION_SOURCES', 'DEFAULT_PARAMS',
            'resolve_extensions', 'build_analyzer', 'open_raw_recording', 'probe_sampling_frequency']

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .loading import SessionData, load_session
+from .loading import load_session
+from .model import SessionData
 from .metadata import read_metadata
 from .nwb.io import check_output, write_nwbfile
 

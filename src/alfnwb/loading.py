@@ -1,8 +1,8 @@
 """Load IBL spike sorting through ONE and brainbox's ``SpikeSortingLoader``.
 
-This module is the only one that talks to ONE. It returns plain data (:class:`ProbeData`,
-:class:`SessionData`: dicts of numpy arrays plus a :class:`Provenance` record); the NWB builders
-take that data and know nothing of ONE.
+This module is the only one that talks to ONE. It fills the data model of :mod:`alfnwb.model`
+(:class:`ProbeData`, :class:`SessionData`: dicts of numpy arrays plus a :class:`Provenance`
+record); the NWB builders take that data and know nothing of ONE.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import logging
 import pickle
 import uuid
 import warnings
-from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,79 +19,14 @@ import numpy as np
 
 from .errors import (AlfNwbError, AtlasRequiredError, HistologyError, InvalidDataError, NotFoundError,
                      SorterNotFoundError)
+from .model import HISTOLOGY_LEVELS, KILOSORT25, UNREVISIONED, ProbeData, Provenance, SessionData
 
 _logger = logging.getLogger(__name__)
 
-#: Name users give the old layout (``alf/probeXX`` without a sorter folder).
-KILOSORT25 = 'kilosort2.5'
-#: Revision keyword for the original, unrevisioned datasets of a collection.
-UNREVISIONED = 'unrevisioned'
-#: Histology levels, best first.
-HISTOLOGY_LEVELS = ('alf', 'resolved', 'aligned', 'traced', 'none')
 #: ONE revision that sorts before every dated revision, so that ONE picks the unrevisioned files.
 _BEFORE_ANY_REVISION = '0000-00-00'
 #: Extra datasets loaded beyond SpikeSortingLoader's defaults.
 EXTRA_DATASETS = ['spikes.samples', 'clusters.amps', 'clusters.waveforms', 'clusters.waveformsChannels']
-
-
-@dataclass
-class Provenance:
-    """Where a probe's data came from: recorded in the NWB file and in batch manifests."""
-
-    pid: str
-    eid: str
-    probe: str
-    spike_sorter: str  # 'iblsorter', 'pykilosort' or 'kilosort2.5'
-    collection: str
-    revision: str  # '' for unrevisioned datasets
-    histology: str  # one of HISTOLOGY_LEVELS
-    model: str = ''
-    alfnwb_version: str = ''
-    ibllib_version: str = ''
-    one_version: str = ''
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class ProbeData:
-    """One probe's spike sorting, shaped like ``SpikeSortingLoader.load_spike_sorting`` output.
-
-    ``spikes``: times (s), clusters, amps (V), depths (um), samples when present.
-    ``clusters``: channels, depths, uuids (str array), metrics (DataFrame), waveforms (V),
-    waveformsChannels, amps when present.
-    ``channels``: axial_um, lateral_um, rawInd, shank; with histology also x, y, z (m from bregma,
-    IBL axes), atlas_id and acronym.
-    """
-
-    provenance: Provenance
-    spikes: dict
-    clusters: dict
-    channels: dict
-
-    @property
-    def n_clusters(self) -> int:
-        return int(self.clusters['channels'].size)
-
-    @property
-    def n_channels(self) -> int:
-        return int(self.channels['rawInd'].size)
-
-
-@dataclass
-class SessionData:
-    """A session's metadata and the probes to export."""
-
-    eid: str
-    lab: str
-    subject: str
-    date: datetime.date | None
-    number: int | None
-    task_protocol: str = ''
-    projects: str = ''
-    start_time: datetime.datetime | None = None
-    probes: list = field(default_factory=list)
 
 
 class _NoVolumeAtlas:

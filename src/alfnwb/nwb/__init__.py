@@ -1,1 +1,1 @@
-"""NWB builders: they take :mod:`alfnwb.loading` data and know nothing of ONE."""
+"""NWB builders: they take :mod:`alfnwb.model` data and know nothing of ONE."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..atlas import mlapdv_to_ccf, region_columns
-from ..loading import ProbeData
+from ..model import ProbeData
 
 UNKNOWN = 'unknown'
 

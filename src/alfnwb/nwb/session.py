@@ -6,7 +6,7 @@ import uuid
 
 import numpy as np
 
-from ..loading import SessionData
+from ..model import SessionData
 from ..metadata import LABS, session_start_time
 
 #: Namespace of the deterministic NWB identifiers.

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ..loading import ProbeData
+from ..model import ProbeData
 from .io import dataio, gather
 
 FS = 30000.0

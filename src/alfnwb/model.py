@@ -1,0 +1,130 @@
+"""The data model: what loading produces and what the NWB builders and readers take.
+
+Plain dataclasses of numpy arrays and a provenance record, with no knowledge of ONE or NWB, so that
+every builder and reader imports this module and none imports :mod:`alfnwb.loading`. Each class
+owns its round trip to and from plain dicts (``to_dict``/``from_dict``), as probeinterface's
+``Probe`` does.
+
+>>> p = Provenance(pid='p', eid='e', probe='probe00', spike_sorter='iblsorter',
+...                collection='alf/probe00/iblsorter', revision='', histology='alf')
+>>> Provenance.from_dict(p.to_dict()) == p
+True
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+__all__ = ['HISTOLOGY_LEVELS', 'KILOSORT25', 'UNREVISIONED', 'Provenance', 'ProbeData', 'SessionData']
+
+#: Name users give the old layout (``alf/probeXX`` without a sorter folder).
+KILOSORT25 = 'kilosort2.5'
+#: Revision keyword for the original, unrevisioned datasets of a collection.
+UNREVISIONED = 'unrevisioned'
+#: Histology levels, best first.
+HISTOLOGY_LEVELS = ('alf', 'resolved', 'aligned', 'traced', 'none')
+
+
+@dataclass
+class Provenance:
+    """Where a probe's data came from: recorded in the NWB file and in batch manifests."""
+
+    pid: str
+    eid: str
+    probe: str
+    spike_sorter: str  # 'iblsorter', 'pykilosort' or 'kilosort2.5'
+    collection: str
+    revision: str  # '' for unrevisioned datasets
+    histology: str  # one of HISTOLOGY_LEVELS
+    model: str = ''
+    alfnwb_version: str = ''
+    ibllib_version: str = ''
+    one_version: str = ''
+
+    def to_dict(self) -> dict:
+        """The record as a dict of str (the provenance table's row)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Provenance:
+        """The inverse of :meth:`to_dict`; unknown keys (e.g. ``num_samples``) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: str(v) for k, v in d.items() if k in names})
+
+
+def _arrays_to_dict(obj: dict) -> dict:
+    """A copy of an ALF object dict: arrays as they are, DataFrames kept (metrics)."""
+    return {k: (np.asarray(v) if isinstance(v, (list, tuple)) else v) for k, v in obj.items()}
+
+
+@dataclass
+class ProbeData:
+    """One probe's spike sorting, shaped like ``SpikeSortingLoader.load_spike_sorting`` output.
+
+    ``spikes``: times (s), clusters, amps (V), depths (um), samples when present.
+    ``clusters``: channels, depths, uuids (str array), metrics (DataFrame), waveforms (V),
+    waveformsChannels, amps when present.
+    ``channels``: axial_um, lateral_um, rawInd, shank; with histology also x, y, z (m from bregma,
+    IBL axes), atlas_id and acronym.
+    """
+
+    provenance: Provenance
+    spikes: dict
+    clusters: dict
+    channels: dict
+
+    @property
+    def n_clusters(self) -> int:
+        return int(self.clusters['channels'].size)
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.channels['rawInd'].size)
+
+    def to_dict(self) -> dict:
+        """``{'provenance': dict, 'spikes': dict, 'clusters': dict, 'channels': dict}``."""
+        return {'provenance': self.provenance.to_dict(), 'spikes': _arrays_to_dict(self.spikes),
+                'clusters': _arrays_to_dict(self.clusters), 'channels': _arrays_to_dict(self.channels)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ProbeData:
+        """The inverse of :meth:`to_dict`."""
+        return cls(provenance=Provenance.from_dict(d['provenance']), spikes=_arrays_to_dict(d['spikes']),
+                   clusters=_arrays_to_dict(d['clusters']), channels=_arrays_to_dict(d['channels']))
+
+
+@dataclass
+class SessionData:
+    """A session's metadata and the probes to export."""
+
+    eid: str
+    lab: str
+    subject: str
+    date: datetime.date | None
+    number: int | None
+    task_protocol: str = ''
+    projects: str = ''
+    start_time: datetime.datetime | None = None
+    probes: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Plain values: dates as ISO strings, probes as :meth:`ProbeData.to_dict` dicts."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != 'probes'}
+        for key in ('date', 'start_time'):
+            d[key] = d[key].isoformat() if d[key] is not None else None
+        d['probes'] = [p.to_dict() for p in self.probes]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SessionData:
+        """The inverse of :meth:`to_dict`."""
+        d = dict(d)
+        if isinstance(d.get('date'), str):
+            d['date'] = datetime.date.fromisoformat(d['date'])
+        if isinstance(d.get('start_time'), str):
+            d['start_time'] = datetime.datetime.fromisoformat(d['start_time'])
+        d['probes'] = [ProbeData.from_dict(p) for p in d.get('probes', [])]
+        return cls(**d)
