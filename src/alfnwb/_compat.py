@@ -12,13 +12,51 @@ from __future__ import annotations
 # ---------------------------------------------------------------------------------------------------
 # SpikeInterface
 # ---------------------------------------------------------------------------------------------------
+# Written against spikeinterface 0.105 (pyproject: <0.106).
 
+def memory_analyzer(sorting, recording, sparsity, rec_attributes: dict):
+    """An in-memory SortingAnalyzer, with or without a recording.
+
+    Relies on ``SortingAnalyzer.create_memory(..., rec_attributes=...)``: the public
+    ``create_sorting_analyzer`` needs a recording, and an analyzer read back from a file has none;
+    ``rec_attributes`` (channel ids, sampling rate, probe group, ...) stand for it.
+    """
+    from spikeinterface.core import SortingAnalyzer
+
+    return SortingAnalyzer.create_memory(sorting, recording, sparsity=sparsity, return_in_uV=True,
+                                         peak_sign='neg', peak_mode='extremum', rec_attributes=rec_attributes,
+                                         copy_sorting=False)
+
+
+def inject_extension(analyzer, name: str, params: dict, data: dict) -> None:
+    """Set an extension's params and data as if SpikeInterface had computed them.
+
+    Data go through the public ``AnalyzerExtension.set_data``. Params are assigned, not passed to
+    ``set_params``: that validates them against SpikeInterface's own methods, and the extensions
+    taken from ALF (``method='alf'``, ``source='ibl'``) have none. Relies on
+    ``spikeinterface.core.sortinganalyzer.get_extension_class``, the ``params``/``run_info``
+    attributes and the analyzer's ``extensions`` dict.
+    """
+    from spikeinterface.core.sortinganalyzer import get_extension_class
+
+    ext = get_extension_class(name)(analyzer)
+    ext.params = params
+    for key, value in data.items():
+        ext.set_data(key, value)
+    ext.run_info = {'run_completed': True, 'runtime_s': 0.0}
+    analyzer.extensions[name] = ext
 
 
 # ---------------------------------------------------------------------------------------------------
 # ndx-spikesorting
 # ---------------------------------------------------------------------------------------------------
+# Written against ndx-spikesorting 0.1.0 (pyproject: <0.2).
 
+def units_metrics_class():
+    """The table type of per-unit metrics: ``UnitsMetrics`` in 0.1.0 (renamed upstream since)."""
+    import ndx_spikesorting
+
+    return ndx_spikesorting.UnitsMetrics
 
 
 # ---------------------------------------------------------------------------------------------------

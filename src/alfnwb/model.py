@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-__all__ = ['HISTOLOGY_LEVELS', 'KILOSORT25', 'UNREVISIONED', 'Provenance', 'ProbeData', 'SessionData']
+__all__ = ['HISTOLOGY_LEVELS', 'SAMPLING_FREQUENCY', 'KILOSORT25', 'UNREVISIONED', 'Provenance', 'ProbeData', 'SessionData']
 
 #: Name users give the old layout (``alf/probeXX`` without a sorter folder).
 KILOSORT25 = 'kilosort2.5'
@@ -26,6 +26,9 @@ KILOSORT25 = 'kilosort2.5'
 UNREVISIONED = 'unrevisioned'
 #: Histology levels, best first.
 HISTOLOGY_LEVELS = ('alf', 'resolved', 'aligned', 'traced', 'none')
+#: Nominal sampling rate (Hz) of the Neuropixels AP band: the sample clock of ``spikes.samples`` when
+#: no raw file says better, the rate of ``waveform_mean`` and the resolution of ``spike_times``.
+SAMPLING_FREQUENCY = 30000.0
 
 
 @dataclass

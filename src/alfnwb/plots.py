@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import AlfNwbError, NWBReadError, OutputError
-from .readback import _decode, _open, _probe_rows
+from .nwb import layout
+from .nwb.reader import open_export
 
 __all__ = ['plot_probe', 'plot_regions', 'probe_regions', 'MAPPINGS', 'PROBE_FIGSIZE', 'REGIONS_FIGSIZE', 'DPI']
 
 #: Brain region mappings and the units column each one reads.
-MAPPINGS = {'Allen': 'acronym', 'Beryl': 'beryl_acronym', 'Cosmos': 'cosmos_acronym'}
+MAPPINGS = layout.MAPPINGS
 #: Figure sizes (inches) and resolution: a PNG is figsize * DPI pixels, always.
 PROBE_FIGSIZE = (8.0, 10.0)
 REGIONS_FIGSIZE = (8.0, 8.0)
@@ -34,8 +35,6 @@ GREY = (217, 217, 217)
 _NO_REGION = {'', 'unknown', 'void', 'nan', 'none'}
 _GOOD_COLOR = '#1b9e77'
 _OTHER_COLOR = '#9e9e9e'
-_ELECTRODES = 'general/extracellular_ephys/electrodes'
-_PROVENANCE = 'processing/ecephys/alfnwb_provenance'
 _X_AXES = ('amplitude', 'firing_rate')
 
 
@@ -75,17 +74,6 @@ def _save(fig, output: str | Path) -> Path:
     return out
 
 
-def _provenance(f, probe: str) -> dict:
-    if _PROVENANCE not in f:
-        return {}
-    table = f[_PROVENANCE]
-    names = _decode(table['probe_name'][:])
-    rows = np.flatnonzero(names == probe)
-    if not rows.size:
-        return {}
-    return {k: _decode(table[k][:])[rows[0]] for k in table.keys() if k != 'id'}
-
-
 def _segments(acronym: np.ndarray, atlas_id: np.ndarray, depth: np.ndarray, channel: np.ndarray,
               shank: np.ndarray) -> pd.DataFrame:
     """Runs of equal acronym along depth, per shank; boundaries at mid-depth between neighbouring runs."""
@@ -114,34 +102,39 @@ def _segments(acronym: np.ndarray, atlas_id: np.ndarray, depth: np.ndarray, chan
 
 def _read_probe(path, probe: str | None) -> dict:
     """Electrodes and units (no ragged column) of one probe, plus its pid and histology level."""
-    with _open(path) as f:
-        if _ELECTRODES not in f:
-            raise NWBReadError(f'{path}: no electrodes table: not an alfnwb export')
-        el = f[_ELECTRODES]
-        erows, probe = _probe_rows(f, _ELECTRODES, probe, path)
+    with open_export(path) as f:
+        f.require('electrodes')
+        el = f[layout.ELECTRODES_PATH]
+        erows, probe = f.probe_rows(layout.ELECTRODES_PATH, probe)
         e0, e1 = int(erows[0]), int(erows[-1]) + 1
         n = e1 - e0
         channels = {
             'channel_index': el['channel_index'][e0:e1] if 'channel_index' in el else np.arange(n),
             'rel_y': el['rel_y'][e0:e1].astype(float),
             'shank': el['shank'][e0:e1] if 'shank' in el else np.zeros(n, dtype=np.int64),
-            'location': _decode(el['location'][e0:e1]) if 'location' in el else np.full(n, 'unknown', object),
+            'location': f.column(layout.ELECTRODES_PATH, 'location', e0, e1) if 'location' in el
+            else np.full(n, layout.UNKNOWN, object),
             'atlas_id': el['atlas_id'][e0:e1].astype(np.int64) if 'atlas_id' in el else np.full(n, -1),
         }
-        histology = _decode(el['histology'][e0:e0 + 1])[0] if 'histology' in el and n else ''
-        prov = _provenance(f, probe)
-        units: dict[str, np.ndarray] = {}
-        pid = prov.get('pid', '')
-        if 'units' in f and 'probe_name' in f['units']:
-            u = f['units']
-            sel = _decode(u['probe_name'][:]) == probe
-            for col in ('depth', 'label', 'firing_rate', 'amp_median'):
-                units[col] = u[col][:][sel].astype(float) if col in u else np.full(int(sel.sum()), np.nan)
-            if not pid and 'pid' in u and sel.any():
-                pid = _decode(u['pid'][:][sel][:1])[0]
+        histology = f.column(layout.ELECTRODES_PATH, 'histology', e0, e0 + 1)[0] if 'histology' in el and n else ''
+        prov = f.provenance().get(probe, {})
+        units, pid = _probe_units(f, probe, prov.get('pid', ''))
     return {'probe': probe, 'channels': channels, 'units': units, 'pid': pid,
             'histology': prov.get('histology', histology) or histology, 'model': prov.get('model', ''),
             'spike_sorter': prov.get('spike_sorter', '')}
+
+
+def _probe_units(f, probe: str, pid: str) -> tuple[dict[str, np.ndarray], str]:
+    """Depth, label, firing rate and amplitude of a probe's units; the pid from the units if not known."""
+    units: dict[str, np.ndarray] = {}
+    if layout.UNITS_PATH in f and 'probe_name' in f[layout.UNITS_PATH]:
+        u = f[layout.UNITS_PATH]
+        sel = f.column(layout.UNITS_PATH, 'probe_name') == probe
+        for col in ('depth', 'label', 'firing_rate', 'amp_median'):
+            units[col] = u[col][:][sel].astype(float) if col in u else np.full(int(sel.sum()), np.nan)
+        if not pid and 'pid' in u and sel.any():
+            pid = f.column(layout.UNITS_PATH, 'pid')[sel][0]
+    return units, pid
 
 
 def probe_regions(path: str | Path, probe: str | None = None) -> pd.DataFrame:

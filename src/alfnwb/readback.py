@@ -1,4 +1,8 @@
-"""Read exported NWB files back: ALF-shaped dicts (the round trip) and a summary (``alfnwb info``)."""
+"""Read exported NWB files back: ALF-shaped dicts (the round trip), a SortingAnalyzer, a summary.
+
+Every read goes through :class:`alfnwb.nwb.reader.ExportedFile` with the names of
+:mod:`alfnwb.nwb.layout`; each analyzer extension is read by its entry in :mod:`alfnwb.extensions`.
+"""
 
 from __future__ import annotations
 
@@ -7,46 +11,66 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NWBReadError
+from .extensions import GROUP_TO_EXTENSION, REGISTRY
+from .nwb import layout
+from .nwb.reader import ExportedFile, decode, open_export, ragged_rows
 
-_NOT_METRICS = {'spike_times', 'spike_times_index', 'spike_amplitudes', 'spike_amplitudes_index', 'spike_depths',
-                'spike_depths_index', 'electrodes', 'electrodes_index', 'waveform_mean', 'probe_name', 'pid',
-                'cluster_id', 'cluster_uuid', 'peak_channel', 'depth', 'location', 'beryl_acronym',
-                'cosmos_acronym', 'spike_samples', 'spike_samples_index'}
+__all__ = ['read_alf', 'read_sorting_analyzer', 'info']
 
-
-def _decode(values) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.dtype.kind in 'SO':
-        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in arr], dtype=object)
-    return arr
+_U = layout.UNITS_PATH
+_E = layout.ELECTRODES_PATH
+#: Units columns that are not IBL metrics: the layout's own columns and their ragged indices.
+_NOT_METRICS = set(layout.UNITS.names) | {f'{c.name}_index' for c in layout.UNITS.ragged}
 
 
-def _open(path):
-    import h5py
+def _channels(f: ExportedFile, e0: int, e1: int) -> dict:
+    """``channels`` of a probe's electrodes rows, in SpikeSortingLoader's histology shape."""
+    el = f[_E]
+    channels = {'axial_um': el['rel_y'][e0:e1], 'lateral_um': el['rel_x'][e0:e1],
+                'rawInd': el['raw_channel_index'][e0:e1], 'shank': el['shank'][e0:e1]}
+    histology = f.column(_E, 'histology', e0, e1)
+    if histology.size and histology[0] != 'none':
+        for key, col in (('x', 'ibl_ml'), ('y', 'ibl_ap'), ('z', 'ibl_dv')):
+            channels[key] = el[col][e0:e1] / 1e6  # um -> m from bregma, as brainbox
+        channels['atlas_id'] = el['atlas_id'][e0:e1]
+        channels['acronym'] = f.column(_E, 'location', e0, e1)
+    return channels
 
-    try:
-        return h5py.File(path, 'r')
-    except OSError as e:
-        raise NWBReadError(f'{path}: not a readable NWB/HDF5 file ({e})') from None
+
+def _spikes(f: ExportedFile, u0: int, u1: int, cluster_ids: np.ndarray) -> dict:
+    """``spikes`` of units rows ``u0:u1``, in time order (ties by cluster)."""
+    units = f[_U]
+    start, stop, counts = f.ragged_range(_U, 'spike_times', u0, u1)
+    times = units['spike_times'][start:stop]
+    clu = np.repeat(cluster_ids, counts)
+    order = np.lexsort((clu, times))
+    spikes = {'times': times[order], 'clusters': clu[order]}
+    for col in layout.UNITS.ragged:
+        key = col.alf.split('.', 1)[1]
+        if col.alf_object == 'spikes' and key != 'times' and col.name in units:
+            spikes[key] = units[col.name][start:stop][order]
+    return spikes
 
 
-def _probe_rows(f, table: str, probe: str | None, path) -> tuple[np.ndarray, str]:
-    names = _decode(f[f'{table}/probe_name'][:])
-    probes = list(dict.fromkeys(names))
-    if probe is None:
-        if len(probes) != 1:
-            raise NWBReadError(f'{path}: holds probes {", ".join(probes)}; name one (probe=...)')
-        probe = probes[0]
-    if probe not in probes:
-        raise NWBReadError(f'{path}: no probe {probe!r}; probes: {", ".join(probes) or "none"}')
-    return np.flatnonzero(names == probe), probe
+def _templates(f: ExportedFile, u0: int, u1: int, e0: int) -> dict:
+    """``waveforms`` (V, ALF channel order) and ``waveformsChannels`` from ``waveform_mean``."""
+    units = f[_U]
+    if 'waveform_mean' not in units or u1 <= u0:
+        return {}
+    # stored peak channel first, in uV; ALF order is ascending channel index, in V
+    e_start, e_stop, _ = f.ragged_range(_U, 'electrodes', u0, u1)
+    wfc = (units['electrodes'][e_start:e_stop] - e0).reshape(u1 - u0, -1)
+    perm = np.argsort(wfc, axis=1, kind='stable')
+    wf = units['waveform_mean'][u0:u1] / np.float32(1e6)
+    return {'waveformsChannels': np.take_along_axis(wfc, perm, axis=1),
+            'waveforms': np.take_along_axis(wf, perm[:, None, :], axis=2)}
 
 
 def read_alf(path: str | Path, probe: str | None = None) -> tuple[dict, dict, dict]:
     """Rebuild a probe's ``spikes``, ``clusters`` and ``channels`` from an exported NWB file alone.
 
     The dicts are shaped like ``SpikeSortingLoader.load_spike_sorting``'s output after alfnwb's
-    normalisation (:class:`alfnwb.loading.ProbeData`). Spikes come back in time order (ties by
+    normalisation (:class:`alfnwb.model.ProbeData`). Spikes come back in time order (ties by
     cluster). Reads the HDF5 datasets directly, slicing only the probe's rows.
 
     Parameters
@@ -62,60 +86,24 @@ def read_alf(path: str | Path, probe: str | None = None) -> tuple[dict, dict, di
     """
     import pandas as pd
 
-    with _open(path) as f:
-        if 'units' not in f or 'general/extracellular_ephys/electrodes' not in f:
-            raise NWBReadError(f'{path}: no units or electrodes table: not an alfnwb export')
-        el = f['general/extracellular_ephys/electrodes']
-        erows, probe = _probe_rows(f, 'general/extracellular_ephys/electrodes', probe, path)
-        e0, e1 = erows[0], erows[-1] + 1
-        channels = {
-            'axial_um': el['rel_y'][e0:e1], 'lateral_um': el['rel_x'][e0:e1],
-            'rawInd': el['raw_channel_index'][e0:e1], 'shank': el['shank'][e0:e1],
-        }
-        histology = _decode(el['histology'][e0:e1])
-        if histology.size and histology[0] != 'none':
-            channels['x'] = el['ibl_ml'][e0:e1] / 1e6
-            channels['y'] = el['ibl_ap'][e0:e1] / 1e6
-            channels['z'] = el['ibl_dv'][e0:e1] / 1e6
-            channels['atlas_id'] = el['atlas_id'][e0:e1]
-            channels['acronym'] = _decode(el['location'][e0:e1])
-
-        units = f['units']
-        names = _decode(units['probe_name'][:])
-        urows = np.flatnonzero(names == probe)  # a probe without clusters has no units rows
-        u0, u1 = (int(urows[0]), int(urows[-1]) + 1) if urows.size else (0, 0)
-        index = units['spike_times_index'][:]
-        start = index[u0 - 1] if u0 > 0 else 0
-        stop = index[u1 - 1] if u1 > 0 else 0
-        counts = np.diff(np.r_[start, index[u0:u1]])
+    with open_export(path) as f:
+        f.require('units', 'electrodes')
+        erows, probe = f.probe_rows(_E, probe)
+        e0, e1 = int(erows[0]), int(erows[-1]) + 1
+        channels = _channels(f, e0, e1)
+        units = f[_U]
+        u0, u1 = f.unit_range(probe)
         cluster_ids = units['cluster_id'][u0:u1]
-        times = units['spike_times'][start:stop]
-        clu = np.repeat(cluster_ids, counts)
-        order = np.lexsort((clu, times))
-        spikes = {'times': times[order], 'clusters': clu[order]}
-        for key, col in (('amps', 'spike_amplitudes'), ('depths', 'spike_depths'), ('samples', 'spike_samples')):
-            if col in units:
-                spikes[key] = units[col][start:stop][order]
-        clusters = {
-            'channels': units['peak_channel'][u0:u1] - e0,
-            'depths': units['depth'][u0:u1],
-            'uuids': _decode(units['cluster_uuid'][u0:u1]),
-        }
+        spikes = _spikes(f, u0, u1, cluster_ids)
+        clusters = {'channels': units['peak_channel'][u0:u1] - e0, 'depths': units['depth'][u0:u1],
+                    'uuids': f.column(_U, 'cluster_uuid', u0, u1)}
         metrics = {'cluster_id': cluster_ids}
         for name in units.keys():
             if name in _NOT_METRICS or name.endswith('_index') or name == 'id':
                 continue
-            metrics[name] = _decode(units[name][u0:u1])
+            metrics[name] = f.column(_U, name, u0, u1)
         clusters['metrics'] = pd.DataFrame(metrics)
-        if 'waveform_mean' in units and u1 > u0:
-            # stored peak channel first, in uV; ALF order is ascending channel index, in V
-            eidx = units['electrodes_index'][:]
-            e_start = eidx[u0 - 1] if u0 > 0 else 0
-            wfc = (units['electrodes'][e_start:eidx[u1 - 1]] - e0).reshape(u1 - u0, -1)
-            perm = np.argsort(wfc, axis=1, kind='stable')
-            clusters['waveformsChannels'] = np.take_along_axis(wfc, perm, axis=1)
-            wf = units['waveform_mean'][u0:u1] / np.float32(1e6)
-            clusters['waveforms'] = np.take_along_axis(wf, perm[:, None, :], axis=2)
+        clusters.update(_templates(f, u0, u1, e0))
     return spikes, clusters, channels
 
 
@@ -127,27 +115,15 @@ def info(path: str | Path) -> dict:
     dict
         ``session`` (eid, subject, lab, start) and ``probes`` (a list of dicts).
     """
-    with _open(path) as f:
-        if 'units' not in f:
-            raise NWBReadError(f'{path}: no units table: not an alfnwb export')
-        session = {
-            'eid': _decode([f['general/session_id'][()]])[0] if 'general/session_id' in f else '',
-            'subject': _decode([f['general/subject/subject_id'][()]])[0] if 'general/subject/subject_id' in f else '',
-            'lab': _decode([f['general/lab'][()]])[0] if 'general/lab' in f else '',
-            'session_start_time': _decode([f['session_start_time'][()]])[0],
-        }
-        prov = {}
-        ptab = 'processing/ecephys/alfnwb_provenance'
-        if ptab in f:
-            cols = {k: _decode(f[ptab][k][:]) for k in f[ptab].keys() if k != 'id'}
-            for i, name in enumerate(cols['probe_name']):
-                prov[name] = {k: v[i] for k, v in cols.items()}
-        unit_probe = _decode(f['units/probe_name'][:])
-        location = _decode(f['units/location'][:])
-        label = f['units/label'][:] if 'units/label' in f else np.full(unit_probe.size, np.nan)
-        el_probe = _decode(f['general/extracellular_ephys/electrodes/probe_name'][:])
-        el_loc = _decode(f['general/extracellular_ephys/electrodes/location'][:])
-        containers = set(_containers(f))
+    with open_export(path) as f:
+        f.require('units')
+        prov = f.provenance()
+        unit_probe = f.column(_U, 'probe_name')
+        location = f.column(_U, 'location')
+        label = f[_U]['label'][:] if f'{_U}/label' in f else np.full(unit_probe.size, np.nan)
+        el_probe = f.column(_E, 'probe_name')
+        el_loc = f.column(_E, 'location')
+        containers = set(f.containers())
         probes = []
         for name in dict.fromkeys(el_probe):
             sel = unit_probe == name
@@ -156,52 +132,98 @@ def info(path: str | Path) -> dict:
             probes.append({
                 'probe': name, **{k: v for k, v in prov.get(name, {}).items() if k != 'probe_name'},
                 'channels': int((el_probe == name).sum()),
-                'channel_regions': len(set(el_loc[el_probe == name]) - {'unknown', 'void'}),
+                'channel_regions': len(set(el_loc[el_probe == name]) - {layout.UNKNOWN, 'void'}),
                 'units': int(sel.sum()), 'good_units': int(np.nansum(label[sel] == 1)),
                 'unit_regions': {str(r): int(c) for c, r in top},
-                'extensions': _extension_names(f[f'processing/ecephys/{name}']) if name in containers else [],
+                'extensions': _extension_names(f[layout.container_path(name)]) if name in containers else [],
             })
-    return {'session': session, 'probes': probes}
-
-
-def _containers(f) -> list[str]:
-    """Names of the SpikeSortingContainers in ``processing/ecephys``."""
-    if 'processing/ecephys' not in f:
-        return []
-    mod = f['processing/ecephys']
-    return [k for k in mod.keys()
-            if _decode([mod[k].attrs.get('neurodata_type', b'')])[0] == 'SpikeSortingContainer']
-
-
-#: ndx-spikesorting group -> SpikeInterface extension name
-_NWB_TO_SI = {'pca_projections_by_channel': 'principal_components',
-              'pca_projections_concatenated': 'principal_components'}
+        return {'session': f.session(), 'probes': probes}
 
 
 def _extension_names(container) -> list[str]:
     """SpikeInterface names of the extensions stored in a SpikeSortingContainer group."""
-    from .analyzer import ALF_EXTENSIONS, RAW_EXTENSIONS
-
     if 'extensions' not in container:
         return []
-    known = ALF_EXTENSIONS + RAW_EXTENSIONS
-    names = [_NWB_TO_SI.get(k, k) for k in container['extensions'].keys()]
-    return sorted(names, key=lambda k: (known.index(k) if k in known else len(known), k))
+    known = list(REGISTRY)
+    names = [GROUP_TO_EXTENSION.get(k, k) for k in container['extensions'].keys()]
+    return sorted(set(names), key=lambda k: (known.index(k) if k in known else len(known), k))
 
 
-def _ragged_rows(g, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A ragged dataset's data and per-row counts (``name`` and ``name_index``)."""
-    data = g[name][:]
-    ends = g[f'{name}_index'][:].astype(np.int64)
-    return data, np.diff(np.r_[0, ends])
+class ReadContext:
+    """A probe's container being read back: the orderings every extension's ``read`` step needs."""
 
+    def __init__(self, f: ExportedFile, group, probe: str):
+        from .analyzer import memory_analyzer
 
-def _unpad(rows: np.ndarray, per_spike: np.ndarray, width: int) -> np.ndarray:
-    """Rows of (features,) per spike and channel -> (spikes, features, width), zero padded."""
-    valid = np.arange(width)[None, :] < per_spike[:, None]
-    out = np.zeros((per_spike.size, width, rows.shape[1]), dtype=np.float32)
-    out[valid] = rows
-    return np.swapaxes(out, 1, 2)
+        self.fs = float(group.attrs['sampling_frequency'])
+        self.erows = group['electrodes'][:].astype(np.int64)
+        self.urows = group['units_region'][:].astype(np.int64)
+        self.n = self.urows.size
+        self.u1 = int(self.urows.max()) + 1 if self.n else 0
+        self.electrode_pos = np.full(int(self.erows.max()) + 1, -1, dtype=np.int64)
+        self.electrode_pos[self.erows] = np.arange(self.erows.size)
+        self.unit_ids = self._unit_ids(f)
+        samples, counts = self._samples(f)
+        self._orderings(samples, counts)
+        self.mask = group['sparsity_mask'][:].astype(bool) if 'sparsity_mask' in group else \
+            np.ones((self.n, self.erows.size), bool)
+        self.width = int(self.mask.sum(axis=1).max()) if self.n else 0
+        self.x = group['extensions'] if 'extensions' in group else {}
+        self.selected = self.perm = None  # set by random_spikes
+        self.analyzer = memory_analyzer(self.vector, self.fs, self.unit_ids, *self._channels(f, probe), self.mask,
+                                        self._num_samples(f, probe, samples))
+        self.decode = decode
+
+    def _unit_ids(self, f: ExportedFile) -> np.ndarray:
+        if not self.n:
+            return np.zeros(0, np.int64)
+        u0 = int(self.urows.min())
+        return f[_U]['cluster_id'][u0:self.u1][self.urows - u0].astype(np.int64)
+
+    def _channels(self, f: ExportedFile, probe: str):
+        from .analyzer import probegroup
+
+        el = f[_E]
+        e0, e1 = int(self.erows.min()), int(self.erows.max()) + 1
+        pick = self.erows - e0
+        channel_ids = el['channel_index'][e0:e1][pick].astype(np.int64)
+        return channel_ids, probegroup(el['rel_x'][e0:e1][pick], el['rel_y'][e0:e1][pick],
+                                       el['shank'][e0:e1][pick], probe)
+
+    def _samples(self, f: ExportedFile) -> tuple[np.ndarray, np.ndarray]:
+        """The container's units in its own order (units_region), each train in spike_times order."""
+        if 'spike_samples' not in f[_U]:
+            raise NWBReadError(f'{f.label}: units have no spike_samples column: not an alfnwb analyzer export')
+        u0 = int(self.urows.min()) if self.n else 0
+        start, stop, counts_all = f.ragged_range(_U, 'spike_samples', u0, self.u1)
+        samples_all = f[_U]['spike_samples'][start:stop].astype(np.int64)
+        unit_starts = np.r_[0, np.cumsum(counts_all)[:-1]]
+        sel = self.urows - u0
+        counts = counts_all[sel]
+        take = np.repeat(unit_starts[sel] - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(counts.sum())
+        return samples_all[take], counts
+
+    def _orderings(self, samples: np.ndarray, counts: np.ndarray) -> None:
+        from .kernels import spike_vector
+
+        self.vector, self.order = spike_vector(samples, np.repeat(np.arange(self.n), counts))
+        self.to_vector = np.empty_like(self.order)
+        self.to_vector[self.order] = np.arange(self.order.size)  # by-unit position -> spike vector position
+        self.byunit_start = np.r_[0, np.cumsum(counts)[:-1]]
+
+    def _num_samples(self, f: ExportedFile, probe: str, samples: np.ndarray) -> int:
+        recorded = int(f.provenance().get(probe, {}).get('num_samples', 0) or 0)
+        return recorded if recorded > 0 else int(samples.max() + 1) if samples.size else 0
+
+    def ragged(self, group: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return ragged_rows(self.x[group], name)
+
+    def unpad(self, rows: np.ndarray, per_spike: np.ndarray) -> np.ndarray:
+        """Rows of (features,) per spike and channel -> (spikes, features, width), zero padded."""
+        valid = np.arange(self.width)[None, :] < per_spike[:, None]
+        out = np.zeros((per_spike.size, self.width, rows.shape[1]), dtype=np.float32)
+        out[valid] = rows
+        return np.swapaxes(out, 1, 2)
 
 
 def read_sorting_analyzer(path: str | Path, probe: str | None = None):
@@ -223,12 +245,8 @@ def read_sorting_analyzer(path: str | Path, probe: str | None = None):
     -------
     spikeinterface.SortingAnalyzer
     """
-    import pandas as pd
-
-    from .analyzer import inject, memory_analyzer, ms_window, probegroup, spike_vector
-
-    with _open(path) as f:
-        names = _containers(f)
+    with open_export(path) as f:
+        names = f.containers()
         if probe is None:
             if len(names) != 1:
                 raise NWBReadError(f'{path}: SortingAnalyzer containers {", ".join(names) or "none"}; '
@@ -237,122 +255,8 @@ def read_sorting_analyzer(path: str | Path, probe: str | None = None):
         if probe not in names:
             raise NWBReadError(f'{path}: no SortingAnalyzer for probe {probe!r}; '
                                f'containers: {", ".join(names) or "none (export with --extensions)"}')
-        g = f[f'processing/ecephys/{probe}']
-        fs = float(g.attrs['sampling_frequency'])
-        erows = g['electrodes'][:].astype(np.int64)
-        urows = g['units_region'][:].astype(np.int64)
-        el = f['general/extracellular_ephys/electrodes']
-        e0, e1 = int(erows.min()), int(erows.max()) + 1
-        channel_ids = el['channel_index'][e0:e1][erows - e0].astype(np.int64)
-        group = probegroup(el['rel_x'][e0:e1][erows - e0], el['rel_y'][e0:e1][erows - e0],
-                           el['shank'][e0:e1][erows - e0], probe)
-        electrode_pos = np.full(e1, -1, dtype=np.int64)
-        electrode_pos[erows] = np.arange(erows.size)
-        units = f['units']
-        n = urows.size
-        u0, u1 = (int(urows.min()), int(urows.max()) + 1) if n else (0, 0)
-        unit_ids = units['cluster_id'][u0:u1][urows - u0].astype(np.int64) if n else np.zeros(0, np.int64)
-        if 'spike_samples' not in units:
-            raise NWBReadError(f'{path}: units have no spike_samples column: not an alfnwb analyzer export')
-        index = units['spike_samples_index'][:].astype(np.int64)
-        start = int(index[u0 - 1]) if u0 > 0 else 0
-        stop = int(index[u1 - 1]) if u1 > 0 else 0
-        counts_all = np.diff(np.r_[start, index[u0:u1]])
-        samples_all = units['spike_samples'][start:stop].astype(np.int64)
-        # the container's units in its own order (units_region), each unit's train in spike_times order
-        unit_starts = np.r_[0, np.cumsum(counts_all)[:-1]]
-        sel = urows - u0
-        counts = counts_all[sel]
-        take = np.repeat(unit_starts[sel] - np.r_[0, np.cumsum(counts)[:-1]], counts) + np.arange(counts.sum())
-        samples = samples_all[take]
-        byunit_units = np.repeat(np.arange(n), counts)
-        vector, order = spike_vector(samples, byunit_units)
-        to_vector = np.empty_like(order)
-        to_vector[order] = np.arange(order.size)  # by-unit position -> spike vector position
-        byunit_start = np.r_[0, np.cumsum(counts)[:-1]]
-        num_samples = int(samples.max() + 1) if samples.size else 0
-        ptab = 'processing/ecephys/alfnwb_provenance'
-        if ptab in f and 'num_samples' in f[ptab]:
-            rows = np.flatnonzero(_decode(f[ptab]['probe_name'][:]) == probe)
-            if rows.size and int(f[ptab]['num_samples'][rows[0]]) > 0:
-                num_samples = int(f[ptab]['num_samples'][rows[0]])
-        mask = g['sparsity_mask'][:].astype(bool) if 'sparsity_mask' in g else np.ones((n, erows.size), bool)
-        analyzer = memory_analyzer(vector, fs, unit_ids, channel_ids, group, mask, num_samples)
-        x = g['extensions'] if 'extensions' in g else {}
-        width = int(mask.sum(axis=1).max()) if n else 0
-
-        selected = None
-        if 'random_spikes' in x:
-            local, per_unit = _ragged_rows(x['random_spikes'], 'random_spikes_indices')
-            owner = np.repeat(np.arange(n), per_unit)
-            global_idx = to_vector[byunit_start[owner] + local]
-            perm = np.argsort(global_idx, kind='stable')
-            selected = global_idx[perm]
-            inject(analyzer, 'random_spikes', {'method': 'uniform', 'max_spikes_per_unit': int(per_unit.max(initial=0)),
-                                               'margin_size': None, 'seed': None},
-                   {'random_spikes_indices': selected})
-        if 'waveforms' in x and selected is not None:
-            w = x['waveforms']
-            rows, per_spike = _ragged_rows(w, 'data')
-            wf = _unpad(rows, per_spike, width)[perm]
-            ms_before, ms_after = ms_window(int(w.attrs['peak_sample_index']), rows.shape[1], fs)
-            inject(analyzer, 'waveforms', {'ms_before': ms_before, 'ms_after': ms_after, 'dtype': 'float32'},
-                   {'waveforms': wf})
-        if 'templates' in x:
-            t = x['templates']
-            rows, per_unit = _ragged_rows(t, 'data')
-            dense = np.zeros((n, rows.shape[1], erows.size), dtype=np.float32)
-            dense[np.repeat(np.arange(n), per_unit), :, electrode_pos[t['electrodes'][:]]] = rows
-            ms_before, ms_after = ms_window(int(t.attrs['peak_sample_index']), rows.shape[1], fs)
-            inject(analyzer, 'templates', {'ms_before': ms_before, 'ms_after': ms_after, 'operators': ['average']},
-                   {'average': dense})
-        if 'noise_levels' in x:
-            inject(analyzer, 'noise_levels', {}, {'noise_levels': x['noise_levels/data'][:].astype(np.float32)})
-        if 'unit_locations' in x:
-            inject(analyzer, 'unit_locations', {'method': 'alf'}, {'unit_locations': x['unit_locations/data'][:]})
-        for name, key, params in (('correlograms', 'ccgs', 'window_ms'), ('isi_histograms', 'isi_histograms', None)):
-            if name in x:
-                edges = x[f'{name}/bin_edges'][:]
-                bin_ms = float(np.median(np.diff(edges))) if edges.size > 1 else 0.0
-                window_ms = float(edges[-1] - edges[0])
-                inject(analyzer, name, {'window_ms': window_ms, 'bin_ms': bin_ms, 'method': 'auto'},
-                       {key: x[f'{name}/data'][:].astype(np.int64), 'bins': edges})
-        if 'template_similarity' in x:
-            inject(analyzer, 'template_similarity', {'method': 'cosine', 'max_lag_ms': 0.0, 'support': 'union'},
-                   {'similarity': x['template_similarity/data'][:]})
-        if 'spike_amplitudes' in x:
-            inject(analyzer, 'spike_amplitudes', {}, {'amplitudes': x['spike_amplitudes/data'][:][order]})
-        if 'spike_locations' in x:
-            loc = x['spike_locations/data'][:][order]
-            dtype = [(k, loc.dtype) for k in 'xyz'[:loc.shape[1]]]
-            vec = np.zeros(loc.shape[0], dtype=dtype)
-            for i, (k, _) in enumerate(dtype):
-                vec[k] = loc[:, i]
-            inject(analyzer, 'spike_locations', {'ms_before': 0.5, 'ms_after': 0.5, 'spike_retriever_kwargs': None,
-                                                 'method': 'alf', 'method_kwargs': {}, 'seed': None},
-                   {'spike_locations': vec})
-        if 'pca_projections_by_channel' in x and selected is not None:
-            rows, per_spike = _ragged_rows(x['pca_projections_by_channel'], 'data')
-            proj = _unpad(rows, per_spike, width)[perm]
-            inject(analyzer, 'principal_components', {'n_components': rows.shape[1], 'mode': 'by_channel_local',
-                                                      'whiten': True, 'dtype': 'float32'},
-                   {'pca_projection': proj})
-        if 'quality_metrics' in x:
-            q = x['quality_metrics']
-            metric_units = q['unit'][:].astype(np.int64)  # units table rows
-            pos = np.full(max(u1, int(metric_units.max(initial=0)) + 1), -1, dtype=np.int64)
-            pos[urows] = np.arange(n)
-            where = pos[metric_units]
-            cols = {}
-            for k in q.keys():
-                if k in ('unit', 'id') or k.endswith('_index'):
-                    continue
-                values = _decode(q[k][:])
-                out = np.empty(n, dtype=values.dtype)
-                out[where] = values
-                cols[k] = out
-            metrics = pd.DataFrame(cols, index=unit_ids)
-            inject(analyzer, 'quality_metrics', {'metric_names': list(cols), 'metric_params': {},
-                                                 'metrics_to_compute': list(cols), 'delete_existing_metrics': False,
-                                                 'source': 'ibl'}, {'metrics': metrics})
-    return analyzer
+        ctx = ReadContext(f, f[layout.container_path(probe)], probe)
+        for extension in REGISTRY.values():
+            if any(g in ctx.x for g in extension.nwb_groups):
+                extension.read(ctx)
+    return ctx.analyzer

@@ -7,7 +7,6 @@ row per unit, so that queries open no NWB file).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,86 +16,47 @@ import pandas as pd
 
 from .errors import AlfNwbError, NWBReadError
 from .fileio import write_parquet_atomic
-from .readback import _decode
+from .model import SAMPLING_FREQUENCY
+from .nwb import layout
+from .nwb.reader import ExportedFile, is_url, open_export, open_nwb
 
 __all__ = ['read_units', 'load_spike_times', 'to_sorting', 'update_catalog', 'CatalogUpdate', 'MAPPINGS',
            'ID_COLUMNS', 'open_nwb']
 
-MAPPINGS = ('Allen', 'Beryl', 'Cosmos')
+MAPPINGS = tuple(layout.MAPPINGS)
 #: Columns that identify a unit; always returned.
 ID_COLUMNS = ['file', 'eid', 'pid', 'probe', 'cluster_id', 'unit_row']
-_REGION_COLUMN = {'Allen': 'acronym', 'Beryl': 'beryl_acronym', 'Cosmos': 'cosmos_acronym'}
 CATALOG_NAME = 'catalog.parquet'
-#: Units columns that are not per-unit metrics (ragged data, links, and the ones renamed here).
-_SKIP = {'id', 'electrodes', 'waveform_mean', 'spike_times', 'spike_amplitudes', 'spike_depths', 'spike_samples',
-         'probe_name', 'location', 'peak_channel'}
+#: Units columns that are not per-unit values (ragged data, templates, and the ones renamed here).
+_SKIP = {'id', 'waveform_mean', 'probe_name', 'location', 'peak_channel'} | {c.name for c in layout.UNITS.ragged}
 
 
-def _is_url(source) -> bool:
-    return isinstance(source, str) and source.split('://', 1)[0].lower() in ('http', 'https')
-
-
-@contextlib.contextmanager
-def open_nwb(source: str | Path, block_size: int = 1 << 14):
-    """An h5py.File on a local NWB file, or on an HTTP(S) URL read lazily by range requests (fsspec).
-
-    Parameters
-    ----------
-    source : str or pathlib.Path
-    block_size : int
-        Bytes per HTTP range request (blocks are cached): only the blocks that hold the metadata
-        and the datasets actually read are fetched.
-    """
-    import h5py
-
-    if _is_url(source):
-        import fsspec
-
-        fs = fsspec.filesystem('http')
-        try:
-            handle = fs.open(source, 'rb', block_size=block_size, cache_type='blockcache')
-        except (OSError, FileNotFoundError) as e:
-            raise NWBReadError(f'{source}: cannot open ({e})') from None
-        with handle, h5py.File(handle, 'r') as f:
-            yield f
-        return
-    try:
-        f = h5py.File(source, 'r')
-    except OSError as e:
-        raise NWBReadError(f'{source}: not a readable NWB/HDF5 file ({e})') from None
-    with f:
-        yield f
-
-
-def _units_of(f, label: str) -> pd.DataFrame:
+def _units_of(f: ExportedFile) -> pd.DataFrame:
     """One row per unit of an open alfnwb file: ids, regions, coordinates and IBL metrics (no spikes)."""
-    if 'units' not in f or 'general/extracellular_ephys/electrodes' not in f:
-        raise NWBReadError(f'{label}: no units or electrodes table: not an alfnwb export')
-    u = f['units']
-    el = f['general/extracellular_ephys/electrodes']
+    f.require('units', 'electrodes')
+    u = f[layout.UNITS_PATH]
+    el = f[layout.ELECTRODES_PATH]
     n = u['id'].shape[0]
     peak = u['peak_channel'][:].astype(np.int64)
-    eid = _decode([f['general/session_id'][()]])[0] if 'general/session_id' in f else ''
     df = pd.DataFrame({
-        'file': label, 'eid': eid, 'pid': _decode(u['pid'][:]), 'probe': _decode(u['probe_name'][:]),
-        'cluster_id': u['cluster_id'][:].astype(np.int64), 'unit_row': np.arange(n, dtype=np.int64),
-        'acronym': _decode(u['location'][:]),
+        'file': f.label, 'eid': f.text(layout.SESSION_PATHS['eid']), 'pid': f.column(layout.UNITS_PATH, 'pid'),
+        'probe': f.column(layout.UNITS_PATH, 'probe_name'), 'cluster_id': u['cluster_id'][:].astype(np.int64),
+        'unit_row': np.arange(n, dtype=np.int64), 'acronym': f.column(layout.UNITS_PATH, 'location'),
         'atlas_id': el['atlas_id'][:][peak].astype(np.int64) if n else np.zeros(0, np.int64),
     })
     for col in ('beryl_acronym', 'cosmos_acronym'):
-        df[col] = _decode(u[col][:]) if col in u else ''
+        df[col] = f.column(layout.UNITS_PATH, col) if col in u else ''
     ml = el['ibl_ml'][:][peak] if n else np.zeros(0)
     df['hemisphere'] = np.where(np.isnan(ml), '', np.where(ml < 0, 'left', 'right'))
     for axis in ('x', 'y', 'z'):  # Allen CCF um (NWB axes: x AP, y DV, z ML)
         df[f'ccf_{axis}'] = el[axis][:][peak] if n else np.zeros(0)
     df['depth'] = u['depth'][:] if 'depth' in u else np.nan
-    ragged = {k[:-len('_index')] for k in u.keys() if k.endswith('_index')}
     for name in u.keys():
-        if name in _SKIP or name in ragged or name.endswith('_index') or name in df:
+        if name in _SKIP or name.endswith('_index') or name in df:
             continue
         ds = u[name]
         if ds.ndim == 1 and ds.shape[0] == n:
-            df[name] = _decode(ds[:])
+            df[name] = f.column(layout.UNITS_PATH, name)
     n_spikes = np.diff(np.r_[0, u['spike_times_index'][:]]) if n else np.zeros(0, np.int64)
     df['n_spikes'] = n_spikes.astype(np.int64)
     return df
@@ -112,9 +72,9 @@ def _read_sources(source) -> pd.DataFrame:
     if isinstance(source, (list, tuple)):
         frames = [_read_sources(s) for s in source]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ID_COLUMNS)
-    if _is_url(source):
-        with open_nwb(source) as f:
-            return _units_of(f, source)
+    if is_url(source):
+        with open_export(source) as f:
+            return _units_of(f)
     path = Path(source)
     if path.is_dir():
         files = _files_of(path)
@@ -127,8 +87,8 @@ def _read_sources(source) -> pd.DataFrame:
         return pd.read_parquet(path).drop(columns=['file_size', 'file_mtime_ns'], errors='ignore')
     if not path.exists():
         raise NWBReadError(f'{path}: no such file')
-    with open_nwb(path) as f:
-        return _units_of(f, str(path.resolve()))
+    with open_export(path, label=str(path.resolve())) as f:
+        return _units_of(f)
 
 
 def region_ids(regions: str | int | Iterable[str | int]) -> np.ndarray:
@@ -238,8 +198,8 @@ def load_spike_times(units: pd.DataFrame) -> list[np.ndarray]:
         positions = np.asarray([units.index.get_loc(i) for i in rows])
         unit_rows = units.loc[rows, 'unit_row'].to_numpy(dtype=np.int64)
         with open_nwb(file) as f:
-            index = f['units/spike_times_index'][:]  # n_units integers: small
-            data = f['units/spike_times']
+            index = f[f'{layout.UNITS_PATH}/spike_times_index'][:]  # n_units integers: small
+            data = f[f'{layout.UNITS_PATH}/spike_times']
             starts = np.r_[0, index][unit_rows]
             stops = index[unit_rows]
             order = np.argsort(unit_rows, kind='stable')
@@ -257,7 +217,7 @@ def load_spike_times(units: pd.DataFrame) -> list[np.ndarray]:
     return out
 
 
-def to_sorting(units: pd.DataFrame, sampling_frequency: float = 30000.0):
+def to_sorting(units: pd.DataFrame, sampling_frequency: float = SAMPLING_FREQUENCY):
     """A SpikeInterface sorting of the selected units (samples = round(spike time x fs)).
 
     Unit ids are ``0..n-1`` in row order; the properties ``file``, ``pid``, ``probe``,
@@ -321,8 +281,8 @@ def update_catalog(folder: str | Path, output: str | Path | None = None) -> Cata
         if g is not None and int(g['file_size'].iloc[0]) == st.st_size and int(g['file_mtime_ns'].iloc[0]) == st.st_mtime_ns:
             kept.append(g)
             continue
-        with open_nwb(file) as f:
-            df = _units_of(f, file)
+        with open_export(file) as f:
+            df = _units_of(f)
         read += 1
         kept.append(df.assign(file_size=np.int64(st.st_size), file_mtime_ns=np.int64(st.st_mtime_ns)))
     removed = len(set(known) - set(files))

@@ -1,4 +1,7 @@
-"""Devices, electrode groups, the electrodes table and its anatomical localization tables."""
+"""Devices, electrode groups, the electrodes table and its anatomical localization tables.
+
+Column names and descriptions come from :mod:`alfnwb.nwb.layout`.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,9 @@ import numpy as np
 
 from ..atlas import mlapdv_to_ccf, region_columns
 from ..model import ProbeData
+from . import layout
 
-UNKNOWN = 'unknown'
-
-ELECTRODE_COLUMNS = {
-    'probe_name': 'probe (device) name, as the ONE probe name',
-    'channel_index': 'index of the channel in the ALF channels arrays of its probe (0..n-1)',
-    'raw_channel_index': 'channel index in the raw recording (channels.rawInd)',
-    'shank': 'shank of the probe (0 for single-shank probes)',
-    'atlas_id': 'Allen CCF 2017 structure id (channels.brainLocationIds_ccf_2017); -1 without histology',
-    'beryl_acronym': 'brain region in the IBL Beryl parcellation',
-    'cosmos_acronym': 'brain region in the IBL Cosmos parcellation',
-    'ibl_ml': 'um from bregma, medio-lateral, +right (channels.mlapdv[:, 0]); NaN without histology',
-    'ibl_ap': 'um from bregma, antero-posterior, +anterior (channels.mlapdv[:, 1]); NaN without histology',
-    'ibl_dv': 'um from bregma, dorso-ventral, +dorsal (channels.mlapdv[:, 2]); NaN without histology',
-    'histology': 'histology level the channel location comes from: alf, resolved, aligned, traced or none',
-}
+UNKNOWN = layout.UNKNOWN
 
 
 def channel_table(probe: ProbeData) -> dict[str, np.ndarray]:
@@ -90,23 +80,11 @@ def add_electrodes(nwbfile, probes: list[ProbeData]) -> list[int]:
     offsets = list(np.cumsum([0] + [p.n_channels for p in probes])[:-1].astype(int))
     cat = {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
     group = np.concatenate(groups)
-    columns = [
-        VectorData(name='location', description='Allen CCF acronym of the channel (unknown without histology)',
-                   data=list(cat['location'])),
-        VectorData(name='group', description='electrode group (probe, or probe shank)', data=list(group)),
-        VectorData(name='group_name', description='name of the electrode group',
-                   data=[g.name for g in group]),
-        VectorData(name='x', description='Allen CCF um, +posterior (AP); NaN without histology', data=cat['x']),
-        VectorData(name='y', description='Allen CCF um, +inferior (DV); NaN without histology', data=cat['y']),
-        VectorData(name='z', description='Allen CCF um, +right (ML); NaN without histology', data=cat['z']),
-        VectorData(name='rel_x', description='um on the probe, across (channels.localCoordinates[:, 0])',
-                   data=cat['rel_x']),
-        VectorData(name='rel_y', description='um on the probe, from the first site upwards '
-                   '(channels.localCoordinates[:, 1])', data=cat['rel_y']),
-    ]
-    for name, desc in ELECTRODE_COLUMNS.items():
-        data = cat[name]
-        columns.append(VectorData(name=name, description=desc, data=list(data) if data.dtype == object else data))
+    cat['group'] = list(group)
+    cat['group_name'] = np.array([g.name for g in group], dtype=object)
+    columns = [VectorData(name=c.name, description=c.description,
+                          data=list(cat[c.name]) if isinstance(cat[c.name], np.ndarray) and cat[c.name].dtype == object
+                          else cat[c.name]) for c in layout.ELECTRODES]
     nwbfile.electrodes = ElectrodesTable(columns=columns)
     _add_localization(nwbfile, cat)
     return offsets

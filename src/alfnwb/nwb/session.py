@@ -8,10 +8,11 @@ import numpy as np
 
 from ..model import SessionData
 from ..metadata import LABS, session_start_time
+from . import layout
 
 #: Namespace of the deterministic NWB identifiers.
 IDENTIFIER_NAMESPACE = uuid.UUID('0b5d2c4e-7f4a-4a53-9a43-5f1f5ad6e0c1')
-PROVENANCE_TABLE = 'alfnwb_provenance'
+PROVENANCE_TABLE = layout.PROVENANCE_TABLE
 
 
 def identifier(session: SessionData) -> str:
@@ -98,27 +99,15 @@ def add_provenance(nwbfile, session: SessionData, num_samples: list[int] | None 
 
     module = ecephys_module(nwbfile)
     rows = [p.provenance.to_dict() for p in session.probes]
-    keys = list(rows[0])
-    cols = [VectorData(name=('probe_name' if k == 'probe' else k),
-                       description=_PROV_DESC.get(k, k), data=[str(r[k]) for r in rows]) for k in keys]
-    cols.append(VectorData(name='num_samples', description='samples of the probe\'s recording (raw file length, '
-                           'else last spike sample + 1; 0: no SortingAnalyzer written)',
-                           data=np.asarray(num_samples or [0] * len(rows), dtype=np.int64)))
-    table = DynamicTable(name=PROVENANCE_TABLE, description='Where each probe came from (ONE / ALF), by alfnwb',
-                         columns=cols)
-    module.add(table)
-
-
-_PROV_DESC = {
-    'pid': 'Alyx probe insertion id',
-    'eid': 'Alyx session id',
-    'probe': 'probe name (ALF collection alf/<probe>)',
-    'spike_sorter': 'spike sorter (iblsorter, pykilosort or kilosort2.5 for the old alf/probeXX layout)',
-    'collection': 'ALF collection the spike sorting was loaded from',
-    'revision': 'ALF dataset revision loaded (empty: unrevisioned)',
-    'histology': 'histology level of the channel locations: alf, resolved, aligned, traced or none',
-    'model': 'probe model from Alyx',
-}
+    for row, n in zip(rows, num_samples or [0] * len(rows)):
+        row['num_samples'] = n
+    cols = []
+    for c in layout.PROVENANCE:
+        key = next((k for k, v in layout.PROVENANCE_FIELDS.items() if v == c.name), c.name)
+        data = (np.asarray([r[key] for r in rows], dtype=np.int64) if c.dtype == 'int64'
+                else [str(r[key]) for r in rows])
+        cols.append(VectorData(name=c.name, description=c.description, data=data))
+    module.add(DynamicTable(name=PROVENANCE_TABLE, description=layout.PROVENANCE.description, columns=cols))
 
 
 def ecephys_module(nwbfile):

@@ -2,6 +2,7 @@
 
 No Python loop runs over units or spikes: spikes are grouped by unit with one stable sort per
 probe (time order is kept within a unit), and ragged columns are written as data + index arrays.
+Column names and descriptions come from :mod:`alfnwb.nwb.layout`.
 """
 
 from __future__ import annotations
@@ -10,83 +11,13 @@ import warnings
 
 import numpy as np
 
+from ..kernels import group_spikes
 from ..model import ProbeData
+from . import layout
 from .io import dataio, gather
 
-FS = 30000.0
-
-#: IBL cluster metrics (clusters.metrics.pqt) and what they mean, with their units.
-METRIC_DESCRIPTIONS = {
-    'amp_max': 'maximum spike amplitude (V)',
-    'amp_min': 'minimum spike amplitude (V)',
-    'amp_median': 'median spike amplitude, geometric (V)',
-    'amp_std_dB': 'standard deviation of the log spike amplitudes (dB)',
-    'contamination': 'contamination estimate from refractory period violations (fraction)',
-    'contamination_alt': 'alternative contamination estimate (fraction)',
-    'drift': 'cumulated absolute depth change per hour (um/h)',
-    'missed_spikes_est': 'estimated fraction of spikes missed below the detection threshold',
-    'noise_cutoff': 'noise cut-off metric of the amplitude distribution (lower is better)',
-    'presence_ratio': 'fraction of 10 s bins with at least one spike',
-    'presence_ratio_std': 'standard deviation of spike counts across 10 s bins',
-    'slidingRP_viol': 'sliding refractory period test: 1 passes, 0 fails',
-    'slidingRP_viol_forced': 'sliding refractory period test forced to a decision',
-    'max_confidence': 'maximum confidence of the sliding refractory period test (%)',
-    'min_contamination': 'minimum contamination of the sliding refractory period test (%)',
-    'n_spikes_below2': 'number of spikes below 2 ms inter-spike interval',
-    'spike_count': 'number of spikes',
-    'firing_rate': 'mean firing rate (Hz)',
-    'label': 'IBL quality score: fraction of passed criteria (1 = good unit)',
-    'bitwise_fail': 'bitwise record of failed IBL criteria (0 = all passed)',
-    'ks2_label': 'Kilosort label (good or mua)',
-    'ks2_contamination_pct': 'Kilosort contamination (%)',
-}
-
-UNIT_COLUMNS = {
-    'probe_name': 'probe the unit was recorded on',
-    'pid': 'Alyx probe insertion id',
-    'cluster_id': 'cluster index in the ALF clusters arrays of its probe',
-    'cluster_uuid': 'cluster uuid (clusters.uuids)',
-    'peak_channel': 'electrodes table row of the peak channel (clusters.channels)',
-    'depth': 'depth of the cluster along the probe, um (clusters.depths)',
-    'location': 'Allen CCF acronym at the peak channel (unknown without histology)',
-    'beryl_acronym': 'Beryl region at the peak channel',
-    'cosmos_acronym': 'Cosmos region at the peak channel',
-}
-
-
-def group_spikes(clusters: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
-    """Order of spikes grouped by cluster (time order kept within a cluster) and the ragged index.
-
-    Parameters
-    ----------
-    clusters : numpy.ndarray
-        Cluster of each spike (``spikes.clusters``), spikes in time order.
-    n_clusters : int
-        Number of clusters (clusters without spikes get empty ranges).
-
-    Returns
-    -------
-    order : numpy.ndarray
-        Permutation of the spikes.
-    ends : numpy.ndarray
-        Cumulative spike count per cluster: cluster i owns ``order[ends[i-1]:ends[i]]``.
-    """
-    counts = np.bincount(clusters, minlength=n_clusters)
-    return stable_order(clusters, n_clusters), np.cumsum(counts)
-
-
-def stable_order(labels: np.ndarray, n_labels: int) -> np.ndarray:
-    """``np.argsort(labels, kind='stable')``, as a radix sort when the labels fit 8 or 16 bits.
-
-    NumPy sorts 8- and 16-bit integers stably with a radix sort (linear time), wider ones with
-    timsort: for a probe's cluster indices (< 65536) the cast halves the time of the sort.
-    """
-    labels = np.asarray(labels)
-    if n_labels <= 1 << 8:
-        labels = labels.astype(np.uint8, copy=False)
-    elif n_labels <= 1 << 16:
-        labels = labels.astype(np.uint16, copy=False)
-    return np.argsort(labels, kind='stable')
+#: IBL cluster metric -> description (with its unit), from the layout.
+METRIC_DESCRIPTIONS = {c.name: c.description for c in layout.METRICS}
 
 
 def _unit_electrodes(probe: ProbeData, offset: int):
@@ -123,6 +54,73 @@ def _unit_electrodes(probe: ProbeData, offset: int):
     return flat + offset, np.cumsum(keep.sum(axis=1)), None
 
 
+def _text(data: np.ndarray):
+    """Text as hdmf writes it; an empty list has no dtype for hdmf to infer."""
+    return (list(data) if data.size else np.asarray([], dtype=str)) if data.dtype == object else data
+
+
+def _metrics_frame(probe: ProbeData):
+    """The probe's IBL metrics, one row per cluster id (reindexed when the table skips clusters)."""
+    import pandas as pd
+
+    nc = probe.n_clusters
+    m = probe.clusters.get('metrics')
+    if m is None:
+        return pd.DataFrame(index=np.arange(nc))
+    m = m.reset_index(drop=True)
+    if 'cluster_id' in m and not np.array_equal(np.asarray(m['cluster_id']), np.arange(nc)):
+        m = m.set_index('cluster_id').reindex(np.arange(nc)).reset_index()
+    return m.drop(columns=['cluster_id'], errors='ignore')
+
+
+def _info_columns(probe: ProbeData, offset: int, regions: dict) -> dict[str, np.ndarray]:
+    """The per-unit columns of :data:`layout.UNIT_INFO` for one probe."""
+    cl, prov, nc = probe.clusters, probe.provenance, probe.n_clusters
+    peak = np.asarray(cl['channels']).astype(np.int64)
+    cols = {
+        'probe_name': np.full(nc, prov.probe, dtype=object), 'pid': np.full(nc, prov.pid, dtype=object),
+        'cluster_id': np.arange(nc, dtype=np.int64),
+        'cluster_uuid': np.asarray(cl['uuids'], dtype=object) if 'uuids' in cl else np.full(nc, '', dtype=object),
+        'peak_channel': peak + offset,
+        'depth': np.asarray(cl['depths'], dtype=float) if 'depths' in cl else np.full(nc, np.nan),
+    }
+    for name, column in regions.items():
+        cols[name] = column[peak + offset] if nc else np.empty(0, dtype=object)
+    return cols
+
+
+def _spike_pieces(probe: ProbeData) -> tuple[dict, np.ndarray]:
+    """(array, order) pairs of each per-spike column (gathered block by block while writing) and the ends."""
+    sp = probe.spikes
+    order, ends = group_spikes(np.asarray(sp['clusters']), probe.n_clusters)
+    pieces = {}
+    for col in layout.UNITS.ragged:
+        key = col.alf.split('.', 1)[1]
+        if col.alf_object != 'spikes':
+            continue
+        if key in sp:
+            pieces[col.name] = (np.asarray(sp[key]), order)
+        elif key in ('amps', 'depths'):  # written as NaN; spike_samples is left out when absent
+            pieces[col.name] = (np.full(order.size, np.nan), order)
+    return pieces, ends
+
+
+def _concat_ends(ends: list) -> np.ndarray:
+    """Per-probe ragged ends (cumulative counts) as one index over all probes."""
+    bases = np.cumsum([0] + [int(e[-1]) if e.size else 0 for e in ends])
+    return np.concatenate([e + b for e, b in zip(ends, bases)]).astype(np.int64) if ends else np.zeros(0, np.int64)
+
+
+def _ragged(name: str, pieces: list, ends: np.ndarray, compression: str | None) -> list:
+    """A ragged column: its index first, then the data."""
+    from hdmf.common import VectorData, VectorIndex
+
+    data = VectorData(name=name, description=layout.UNITS[name].description, data=gather(pieces, compression))
+    # each index before its data: hdmf's length check drops iterator-backed columns as it meets them,
+    # and an index met after its dropped target fails ("Found VectorIndex ... but not its target")
+    return [VectorIndex(name=f'{name}_index', data=ends, target=data), data]
+
+
 def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
               compression: str | None = 'gzip') -> None:
     """Build the units table of every probe at once and attach it to the file.
@@ -140,88 +138,41 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
     from hdmf.common import DynamicTableRegion, ElementIdentifiers, VectorData, VectorIndex
     from pynwb.misc import Units
 
-    times, amps, depths, samples, t_ends = [], [], [], [], []
-    el_rows, el_ends, templates = [], [], []
-    cols = {k: [] for k in UNIT_COLUMNS}
-    metrics = []
-    spike_base = unit_el_base = 0
     # region names of every electrodes row, converted once for all probes
     regions = {name: np.asarray(nwbfile.electrodes[name].data, dtype=object)
                for name in ('location', 'beryl_acronym', 'cosmos_acronym')}
-    for probe, offset in zip(probes, electrode_offsets):
-        sp, cl, prov = probe.spikes, probe.clusters, probe.provenance
-        nc = probe.n_clusters
-        order, ends = group_spikes(np.asarray(sp['clusters']), nc)
-        # (array, order) pairs: the permuted data are gathered block by block while writing
-        times.append((np.asarray(sp['times']), order))
-        amps.append((np.asarray(sp['amps']) if 'amps' in sp else np.full(order.size, np.nan), order))
-        depths.append((np.asarray(sp['depths']) if 'depths' in sp else np.full(order.size, np.nan), order))
-        samples.append((np.asarray(sp['samples']), order) if 'samples' in sp else None)
-        t_ends.append(ends + spike_base)
-        spike_base += order.size
-        rows, r_ends, tmpl = _unit_electrodes(probe, offset)
-        el_rows.append(rows.ravel())
-        el_ends.append(r_ends + unit_el_base)
-        unit_el_base += rows.size
-        templates.append(tmpl)
-        peak = np.asarray(cl['channels']).astype(np.int64)
-        cols['probe_name'].append(np.full(nc, prov.probe, dtype=object))
-        cols['pid'].append(np.full(nc, prov.pid, dtype=object))
-        cols['cluster_id'].append(np.arange(nc, dtype=np.int64))
-        cols['cluster_uuid'].append(np.asarray(cl['uuids'], dtype=object) if 'uuids' in cl
-                                    else np.full(nc, '', dtype=object))
-        cols['peak_channel'].append(peak + offset)
-        cols['depth'].append(np.asarray(cl['depths'], dtype=float) if 'depths' in cl else np.full(nc, np.nan))
-        for name, column in regions.items():
-            cols[name].append(column[peak + offset] if nc else np.empty(0, dtype=object))
-        m = cl.get('metrics')
-        if m is not None:
-            m = m.reset_index(drop=True)
-            if 'cluster_id' in m and not np.array_equal(np.asarray(m['cluster_id']), np.arange(nc)):
-                m = m.set_index('cluster_id').reindex(np.arange(nc)).reset_index()
-            metrics.append(m.drop(columns=['cluster_id'], errors='ignore'))
-        else:
-            import pandas as pd
-            metrics.append(pd.DataFrame(index=np.arange(nc)))
-
-    n_units = sum(p.n_clusters for p in probes)
+    spikes = [_spike_pieces(p) for p in probes]
+    ends = _concat_ends([e for _, e in spikes])
     columns = []
-    st = VectorData(name='spike_times', description='spike times (s, session clock; spikes.times exactly)',
-                    data=gather(times, compression))
-    # each index before its data: hdmf's length check drops iterator-backed columns as it meets them,
-    # and an index met after its dropped target fails ("Found VectorIndex ... but not its target")
-    columns += [VectorIndex(name='spike_times_index', data=np.concatenate(t_ends).astype(np.int64), target=st), st]
-    sa = VectorData(name='spike_amplitudes', description='amplitude of each spike, volts (spikes.amps), '
-                    'in the order of spike_times', data=gather(amps, compression))
-    columns += [VectorIndex(name='spike_amplitudes_index', data=np.concatenate(t_ends).astype(np.int64), target=sa), sa]
-    sd = VectorData(name='spike_depths', description='depth of each spike along the probe, um (spikes.depths), '
-                    'in the order of spike_times', data=gather(depths, compression))
-    columns += [VectorIndex(name='spike_depths_index', data=np.concatenate(t_ends).astype(np.int64), target=sd), sd]
-    if samples and all(s is not None for s in samples):
-        ss = VectorData(name='spike_samples', description='sample index of each spike on its probe\'s clock '
-                        '(spikes.samples), in the order of spike_times', data=gather(samples, compression))
-        columns += [VectorIndex(name='spike_samples_index', data=np.concatenate(t_ends).astype(np.int64),
-                                target=ss), ss]
-    el = DynamicTableRegion(name='electrodes', description='electrodes of the unit\'s waveform, peak channel first',
-                            data=np.concatenate(el_rows).astype(np.int64), table=nwbfile.electrodes)
-    columns += [el, VectorIndex(name='electrodes_index', data=np.concatenate(el_ends).astype(np.int64), target=el)]
-    for name, desc in UNIT_COLUMNS.items():
-        data = np.concatenate(cols[name])
-        if data.dtype == object:  # text; an empty list has no dtype for hdmf to infer
-            data = list(data) if data.size else np.asarray([], dtype=str)
-        columns.append(VectorData(name=name, description=desc, data=data))
-    columns += _metric_columns(metrics, n_units)
-    kwargs = {}
-    if templates and all(t is not None for t in templates) and len({t.shape[1:] for t in templates}) == 1:
-        wf = np.concatenate(templates).astype(np.float32) * np.float32(1e6)  # V -> uV
-        columns.append(VectorData(name='waveform_mean', description='cluster template (clusters.waveforms), uV, '
-                                  'samples x electrodes in the order of the electrodes column',
-                                  data=dataio(wf, compression, chunk=256)))
-        kwargs = {'waveform_rate': FS, 'waveform_unit': 'microvolts'}
-    units = Units(name='units', description='spike sorted units (ALF clusters) of every probe; ids unique across probes',
-                  id=ElementIdentifiers(name='id', data=np.arange(n_units, dtype=np.int64)), columns=columns,
-                  resolution=1 / FS, electrode_table=nwbfile.electrodes, **kwargs)
-    nwbfile.units = units
+    for col in layout.UNITS.ragged:
+        if col.alf_object == 'spikes' and all(col.name in pieces for pieces, _ in spikes):
+            columns += _ragged(col.name, [pieces[col.name] for pieces, _ in spikes], ends, compression)
+    electrodes = [_unit_electrodes(p, o) for p, o in zip(probes, electrode_offsets)]
+    el = DynamicTableRegion(name='electrodes', description=layout.UNITS['electrodes'].description,
+                            data=np.concatenate([r.ravel() for r, _, _ in electrodes]).astype(np.int64),
+                            table=nwbfile.electrodes)
+    columns += [el, VectorIndex(name='electrodes_index', data=_concat_ends([e for _, e, _ in electrodes]), target=el)]
+    info = [_info_columns(p, o, regions) for p, o in zip(probes, electrode_offsets)]
+    columns += [VectorData(name=c.name, description=c.description, data=_text(np.concatenate([i[c.name] for i in info])))
+                for c in layout.UNIT_INFO]
+    n_units = sum(p.n_clusters for p in probes)
+    columns += _metric_columns([_metrics_frame(p) for p in probes], n_units)
+    columns, kwargs = _waveform_mean(columns, [t for _, _, t in electrodes], compression)
+    nwbfile.units = Units(name='units', description=layout.UNITS.description,
+                          id=ElementIdentifiers(name='id', data=np.arange(n_units, dtype=np.int64)), columns=columns,
+                          resolution=1 / layout.WAVEFORM_RATE, electrode_table=nwbfile.electrodes, **kwargs)
+
+
+def _waveform_mean(columns: list, templates: list, compression: str | None) -> tuple[list, dict]:
+    """Add ``waveform_mean`` when every probe has templates of one shape."""
+    from hdmf.common import VectorData
+
+    if not templates or any(t is None for t in templates) or len({t.shape[1:] for t in templates}) != 1:
+        return columns, {}
+    wf = np.concatenate(templates).astype(np.float32) * np.float32(1e6)  # V -> uV
+    columns = columns + [VectorData(name='waveform_mean', description=layout.UNITS['waveform_mean'].description,
+                                    data=dataio(wf, compression, chunk=256))]
+    return columns, {'waveform_rate': layout.WAVEFORM_RATE, 'waveform_unit': 'microvolts'}
 
 
 def _metric_columns(metrics: list, n_units: int) -> list:
@@ -244,6 +195,6 @@ def _metric_columns(metrics: list, n_units: int) -> list:
             data = s.to_numpy(dtype=np.int64)
         else:
             data = s.to_numpy(dtype=float)
-        out.append(VectorData(name=name, description=METRIC_DESCRIPTIONS.get(name, f'IBL cluster metric {name}'),
+        out.append(VectorData(name=name, description=layout.metric_description(name),
                               data=data))
     return out

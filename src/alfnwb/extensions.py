@@ -1,0 +1,471 @@
+"""The registry of SortingAnalyzer extensions: one entry per extension, how it is made, written and read.
+
+Each entry says where the extension comes from (``ALF``: injected from the ALF files, ``computed``:
+from the sorting or the templates, ``raw``: from the raw AP band), its SpikeInterface parameters,
+and holds three steps:
+
+- ``build(ctx)``: put it on the in-memory analyzer (:func:`alfnwb.analyzer.build_analyzer` gives
+  the :class:`BuildContext`);
+- ``write(ctx)``: turn it into ndx-spikesorting objects (:mod:`alfnwb.nwb.analyzer` gives a context
+  with the NWB helpers: ``region``, ``data``, ``per_spike``, ``per_random_spike``, ...);
+- ``read(ctx)``: put it back on an analyzer from the file (:func:`alfnwb.read_sorting_analyzer`
+  gives a context with the open extensions group and the spike orderings).
+
+Adding an extension is one class here plus its tests. The registry's order is the order extensions
+are listed, written and read; :data:`BUILD_ORDER` puts first what SpikeInterface would otherwise
+delete (it deletes the children of an extension it computes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._compat import inject_extension
+from .errors import AlfNwbError, InvalidDataError
+from .kernels import correlograms, cosine_similarity
+from .model import ProbeData
+
+__all__ = ['Extension', 'REGISTRY', 'BUILD_ORDER', 'BuildContext', 'ms_window', 'template_channels',
+           'dense_templates']
+
+
+def ms_window(nbefore: int, n_samples: int, fs: float) -> tuple[float, float]:
+    """ms_before/ms_after that give back exactly ``nbefore``/``nafter`` through ``int(ms * fs / 1000)``."""
+    return (nbefore + 0.5) * 1000.0 / fs, (n_samples - nbefore + 0.5) * 1000.0 / fs
+
+
+def template_channels(probe: ProbeData) -> np.ndarray | None:
+    """``clusters.waveformsChannels`` as int64 (n_clusters, n_template_channels), or None."""
+    wfc = probe.clusters.get('waveformsChannels')
+    if wfc is None:
+        return None
+    wfc = np.asarray(wfc).astype(np.int64)
+    if wfc.ndim != 2 or wfc.shape[0] != probe.n_clusters:
+        return None
+    return wfc
+
+
+def dense_templates(probe: ProbeData) -> np.ndarray:
+    """ALF templates, volts -> uV, dense (n_units, n_samples, n_channels) float32."""
+    wf = probe.clusters.get('waveforms')
+    wfc = template_channels(probe)
+    if wf is None or wfc is None:
+        raise InvalidDataError(f'insertion {probe.provenance.pid}: clusters.waveforms and '
+                               'clusters.waveformsChannels are needed for the templates extension')
+    wf = np.asarray(wf)
+    if wf.ndim != 3 or wf.shape[0] != probe.n_clusters or wf.shape[2] != wfc.shape[1]:
+        raise InvalidDataError(f'insertion {probe.provenance.pid}: clusters.waveforms has shape {wf.shape}, '
+                               f'clusters.waveformsChannels {wfc.shape}')
+    n, ns, _ = wf.shape
+    dense = np.zeros((n, ns, probe.n_channels), dtype=np.float32)
+    units = np.broadcast_to(np.arange(n)[:, None], wfc.shape)
+    # advanced indices around a slice: the indexed result is (n, k, ns)
+    dense[units, :, wfc] = np.swapaxes(wf, 1, 2).astype(np.float32) * np.float32(1e6)
+    return dense
+
+
+def _peak_sample(dense: np.ndarray) -> int:
+    """The trough sample of the templates (median over units of the extremum on each unit's best channel)."""
+    if dense.shape[0] == 0:
+        return dense.shape[1] // 2
+    best = np.abs(dense).max(axis=1).argmax(axis=1)
+    on_best = dense[np.arange(dense.shape[0]), :, best]
+    alive = np.abs(on_best).max(axis=1) > 0
+    if not alive.any():
+        return dense.shape[1] // 2
+    return int(np.median(np.abs(on_best[alive]).argmax(axis=1)))
+
+
+def _unit_x(probe: ProbeData, dense: np.ndarray | None) -> np.ndarray:
+    """Lateral position of each unit: centre of mass of its template's peak-to-peak amplitudes."""
+    lateral = np.asarray(probe.channels['lateral_um'], dtype=float)
+    peak = np.asarray(probe.clusters['channels']).astype(np.int64)
+    x = lateral[peak] if peak.size else np.zeros(0)
+    if dense is None:
+        return x
+    ptp = np.ptp(dense, axis=1).astype(np.float64)  # (n_units, n_channels)
+    w = ptp.sum(axis=1)
+    com = (ptp @ lateral) / np.where(w > 0, w, 1)
+    return np.where(w > 0, com, x)
+
+
+def _ibl_metrics(probe: ProbeData):
+    """IBL's cluster metrics as a DataFrame indexed by unit id (= cluster id)."""
+    import pandas as pd
+
+    n = probe.n_clusters
+    m = probe.clusters.get('metrics')
+    if m is None:
+        return pd.DataFrame(index=np.arange(n))
+    m = m.reset_index(drop=True)
+    if 'cluster_id' in m:
+        m = m.set_index('cluster_id').reindex(np.arange(n))
+    m.index = np.arange(n)
+    return m
+
+
+@dataclass
+class BuildContext:
+    """What building an extension may use: the probe, its analyzer, spike vector and parameters."""
+
+    probe: ProbeData
+    analyzer: object
+    params: dict  # extension name -> SpikeInterface parameters
+    vector: np.ndarray  # SpikeInterface's spike vector
+    order: np.ndarray  # ALF spike -> spike vector position
+    clusters: np.ndarray  # cluster of each ALF spike (int64)
+    fs: float
+    recording: object = None
+    n_jobs: int = 1
+    dense: np.ndarray | None = None  # ALF templates, uV, (units, samples, channels)
+    extra: dict = field(default_factory=dict)
+
+
+class Extension:
+    """One SortingAnalyzer extension: its source, parameters and its build, write and read steps."""
+
+    name: str = ''
+    kind: str = 'computed'  # 'ALF', 'computed' or 'raw'
+    source: str = ''  # shown by ``alfnwb info`` and in the docs
+    nwb_groups: tuple[str, ...] = ()  # groups of ``SpikeSortingExtensions`` it is stored in
+    depends: tuple[str, ...] = ()  # parents that alfnwb builds with it
+    params: dict = {}  # SpikeInterface parameters (override with ``extension_params``)
+    stage: int = 2  # build order: 0 random spikes, 1 raw-data extensions, 2 the rest
+    needs_templates: bool = False  # uses the ALF templates (dense, uV)
+
+    def build(self, ctx: BuildContext) -> None:
+        """Compute it with SpikeInterface (extensions taken from ALF override this)."""
+        if self.kind == 'raw' and ctx.recording is None:
+            raise AlfNwbError(f'insertion {ctx.probe.provenance.pid}: extension {self.name} needs the raw data')
+        job_kwargs = {'n_jobs': ctx.n_jobs, 'progress_bar': False} if self.kind == 'raw' else {}
+        ctx.analyzer.compute(self.name, **ctx.params.get(self.name, {}), **job_kwargs)
+
+    def write(self, ctx) -> None:
+        raise NotImplementedError
+
+    def read(self, ctx) -> None:
+        raise NotImplementedError
+
+
+class RandomSpikes(Extension):
+    name, kind, nwb_groups, stage = 'random_spikes', 'computed', ('random_spikes',), 0
+    source = 'computed (SpikeInterface, uniform, seeded)'
+    params = {'method': 'uniform', 'max_spikes_per_unit': 100, 'seed': 0}
+
+    def write(self, ctx) -> None:
+        from hdmf.common import VectorData, VectorIndex
+        from ndx_spikesorting import RandomSpikes as NWBRandomSpikes
+
+        sel, sel_units, sel_order, sel_ends = ctx.random_selection()
+        data = VectorData(name='random_spikes_indices', data=ctx.data(ctx.rank[sel][sel_order]),
+                          description='index of each selected spike in its unit\'s spike train (units.spike_times)')
+        ctx.ext['random_spikes'] = NWBRandomSpikes(
+            random_spikes_indices=data,
+            random_spikes_indices_index=VectorIndex(name='random_spikes_indices_index', data=sel_ends, target=data))
+
+    def read(self, ctx) -> None:
+        local, per_unit = ctx.ragged('random_spikes', 'random_spikes_indices')
+        owner = np.repeat(np.arange(ctx.n), per_unit)
+        global_idx = ctx.to_vector[ctx.byunit_start[owner] + local]
+        ctx.perm = np.argsort(global_idx, kind='stable')
+        ctx.selected = global_idx[ctx.perm]
+        inject_extension(ctx.analyzer, self.name, {'method': 'uniform', 'max_spikes_per_unit':
+                                                   int(per_unit.max(initial=0)), 'margin_size': None, 'seed': None},
+                         {'random_spikes_indices': ctx.selected})
+
+
+class Templates(Extension):
+    name, kind, nwb_groups, needs_templates = 'templates', 'ALF', ('templates',), True
+    source = 'ALF clusters.waveforms (uV)'
+
+    def build(self, ctx: BuildContext) -> None:
+        ms_before, ms_after = ms_window(_peak_sample(ctx.dense), ctx.dense.shape[1], ctx.fs)
+        inject_extension(ctx.analyzer, self.name, {'ms_before': ms_before, 'ms_after': ms_after,
+                                                   'operators': ['average']}, {'average': ctx.dense})
+
+    def write(self, ctx) -> None:
+        from hdmf.common import VectorData, VectorIndex
+        from ndx_spikesorting import Templates as NWBTemplates
+
+        t = ctx.analyzer.get_extension(self.name)
+        dense = t.get_data(operator='average')  # (units, samples, channels), uV
+        width = ctx.channels.shape[1]
+        per_unit = np.take_along_axis(np.swapaxes(dense, 1, 2), ctx.channels[:, :, None], axis=1)  # (u, width, s)
+        valid = np.arange(width)[None, :] < ctx.counts[:, None]
+        data = VectorData(name='data', description='template of each unit on each of its sparse channels, uV',
+                          data=ctx.data(per_unit[valid].astype(np.float32), chunk=4096))
+        ctx.ext[self.name] = NWBTemplates(
+            peak_sample_index=int(t.nbefore), data=data,
+            data_index=VectorIndex(name='data_index', data=np.cumsum(ctx.counts).astype(np.int64), target=data),
+            electrodes=ctx.region(ctx.channels[valid] + ctx.electrode_offset, 'electrode of each template row'))
+
+    def read(self, ctx) -> None:
+        t = ctx.x[self.name]
+        rows, per_unit = ctx.ragged(self.name, 'data')
+        dense = np.zeros((ctx.n, rows.shape[1], ctx.erows.size), dtype=np.float32)
+        dense[np.repeat(np.arange(ctx.n), per_unit), :, ctx.electrode_pos[t['electrodes'][:]]] = rows
+        ms_before, ms_after = ms_window(int(t.attrs['peak_sample_index']), rows.shape[1], ctx.fs)
+        inject_extension(ctx.analyzer, self.name, {'ms_before': ms_before, 'ms_after': ms_after,
+                                                   'operators': ['average']}, {'average': dense})
+
+
+class _PerSpike(Extension):
+    """An extension with one value per spike, stored per unit in the order of ``units.spike_times``."""
+
+    nwb_class = ''
+
+    def write(self, ctx) -> None:
+        import ndx_spikesorting
+
+        values = ctx.analyzer.get_extension(self.name).get_data()
+        if values.dtype.names:
+            values = np.stack([values[k] for k in values.dtype.names], axis=1)
+        data, index = ctx.per_spike(values, f'{self.name} of each spike, in the order of units.spike_times')
+        ctx.ext[self.name] = getattr(ndx_spikesorting, self.nwb_class)(data=data, data_index=index)
+
+
+class SpikeAmplitudes(_PerSpike):
+    name, kind, nwb_groups, nwb_class = 'spike_amplitudes', 'ALF', ('spike_amplitudes',), 'SpikeAmplitudes'
+    source = 'ALF spikes.amps (uV, negative)'
+
+    def build(self, ctx: BuildContext) -> None:
+        amps = np.asarray(ctx.probe.spikes['amps'])[ctx.order]
+        inject_extension(ctx.analyzer, self.name, {}, {'amplitudes': (-amps * 1e6).astype(np.float32)})
+
+    def read(self, ctx) -> None:
+        inject_extension(ctx.analyzer, self.name, {}, {'amplitudes': ctx.x[f'{self.name}/data'][:][ctx.order]})
+
+
+_SPIKE_LOCATION_PARAMS = {'ms_before': 0.5, 'ms_after': 0.5, 'spike_retriever_kwargs': None, 'method': 'alf',
+                          'method_kwargs': {}, 'seed': None}
+
+
+class SpikeLocations(_PerSpike):
+    name, kind, nwb_groups, nwb_class = 'spike_locations', 'ALF', ('spike_locations',), 'SpikeLocations'
+    source = 'ALF spikes.depths + template centre of mass (um)'
+    needs_templates = True
+
+    def build(self, ctx: BuildContext) -> None:
+        x = _unit_x(ctx.probe, ctx.dense)
+        loc = np.zeros(ctx.order.size, dtype=[('x', 'float32'), ('y', 'float32')])
+        loc['x'] = x[ctx.clusters[ctx.order]] if ctx.probe.n_clusters else 0
+        loc['y'] = np.asarray(ctx.probe.spikes['depths'])[ctx.order]
+        inject_extension(ctx.analyzer, self.name, dict(_SPIKE_LOCATION_PARAMS), {'spike_locations': loc})
+
+    def read(self, ctx) -> None:
+        loc = ctx.x[f'{self.name}/data'][:][ctx.order]
+        dtype = [(k, loc.dtype) for k in 'xyz'[:loc.shape[1]]]
+        vec = np.zeros(loc.shape[0], dtype=dtype)
+        for i, (k, _) in enumerate(dtype):
+            vec[k] = loc[:, i]
+        inject_extension(ctx.analyzer, self.name, dict(_SPIKE_LOCATION_PARAMS), {'spike_locations': vec})
+
+
+class UnitLocations(Extension):
+    name, kind, nwb_groups, needs_templates = 'unit_locations', 'ALF', ('unit_locations',), True
+    source = 'ALF clusters.depths + template centre of mass (um)'
+
+    def build(self, ctx: BuildContext) -> None:
+        xy = np.c_[_unit_x(ctx.probe, ctx.dense), np.asarray(ctx.probe.clusters['depths'], dtype=float)]
+        inject_extension(ctx.analyzer, self.name, {'method': 'alf'}, {'unit_locations': xy})
+
+    def write(self, ctx) -> None:
+        from ndx_spikesorting import UnitLocations as NWBUnitLocations
+
+        ctx.ext[self.name] = NWBUnitLocations(data=np.asarray(ctx.analyzer.get_extension(self.name).get_data()))
+
+    def read(self, ctx) -> None:
+        inject_extension(ctx.analyzer, self.name, {'method': 'alf'},
+                         {'unit_locations': ctx.x[f'{self.name}/data'][:]})
+
+
+class _Histogram(Extension):
+    """Counts per pair of units (or per unit) and lag bin, with their bin edges (ms)."""
+
+    nwb_class = ''
+    data_key = ''
+
+    def write(self, ctx) -> None:
+        import ndx_spikesorting
+
+        counts, edges = ctx.analyzer.get_extension(self.name).get_data()
+        ctx.ext[self.name] = getattr(ndx_spikesorting, self.nwb_class)(
+            data=ctx.data(ctx.histogram_counts(counts), chunk=None), bin_edges=np.asarray(edges, dtype=np.float64))
+
+    def read(self, ctx) -> None:
+        edges = ctx.x[f'{self.name}/bin_edges'][:]
+        bin_ms = float(np.median(np.diff(edges))) if edges.size > 1 else 0.0
+        window_ms = float(edges[-1] - edges[0])
+        inject_extension(ctx.analyzer, self.name, {'window_ms': window_ms, 'bin_ms': bin_ms, 'method': 'auto'},
+                         {self.data_key: ctx.x[f'{self.name}/data'][:].astype(np.int64), 'bins': edges})
+
+
+class Correlograms(_Histogram):
+    name, nwb_groups, nwb_class, data_key = 'correlograms', ('correlograms',), 'Correlograms', 'ccgs'
+    source = 'computed (alfnwb kernel equal to SpikeInterface\'s)'
+    params = {'window_ms': 50.0, 'bin_ms': 1.0}
+
+    def build(self, ctx: BuildContext) -> None:
+        p = {'window_ms': 50.0, 'bin_ms': 1.0, 'method': 'auto', 'fast_mode': 'auto'} | ctx.params[self.name]
+        ccg, bins = correlograms(ctx.vector, ctx.probe.n_clusters, ctx.fs, p['window_ms'], p['bin_ms'])
+        inject_extension(ctx.analyzer, self.name, p, {'ccgs': ccg, 'bins': bins})
+
+
+class ISIHistograms(_Histogram):
+    name, nwb_groups, nwb_class, data_key = 'isi_histograms', ('isi_histograms',), 'ISIHistograms', 'isi_histograms'
+    source = 'computed (SpikeInterface)'
+    params = {'window_ms': 50.0, 'bin_ms': 1.0}
+
+
+_SIMILARITY_PARAMS = {'method': 'cosine', 'max_lag_ms': 0.0, 'support': 'union'}
+
+
+class TemplateSimilarity(Extension):
+    name, nwb_groups, depends, needs_templates = 'template_similarity', ('template_similarity',), ('templates',), True
+    source = 'computed (SpikeInterface, from the ALF templates)'
+    params = {'method': 'cosine'}
+
+    def build(self, ctx: BuildContext) -> None:
+        inject_extension(ctx.analyzer, self.name, dict(_SIMILARITY_PARAMS),
+                         {'similarity': cosine_similarity(ctx.dense)})
+
+    def write(self, ctx) -> None:
+        from ndx_spikesorting import TemplateSimilarity as NWBTemplateSimilarity
+
+        ctx.ext[self.name] = NWBTemplateSimilarity(
+            data=ctx.data(np.asarray(ctx.analyzer.get_extension(self.name).get_data()), chunk=None))
+
+    def read(self, ctx) -> None:
+        inject_extension(ctx.analyzer, self.name, dict(_SIMILARITY_PARAMS),
+                         {'similarity': ctx.x[f'{self.name}/data'][:]})
+
+
+class QualityMetrics(Extension):
+    name, kind, nwb_groups = 'quality_metrics', 'ALF', ('quality_metrics',)
+    source = 'ALF clusters.metrics (IBL names)'
+
+    @staticmethod
+    def _params(columns) -> dict:
+        return {'metric_names': list(columns), 'metric_params': {}, 'metrics_to_compute': list(columns),
+                'delete_existing_metrics': False, 'source': 'ibl'}
+
+    def build(self, ctx: BuildContext) -> None:
+        metrics = _ibl_metrics(ctx.probe)
+        inject_extension(ctx.analyzer, self.name, self._params(metrics.columns), {'metrics': metrics})
+
+    def write(self, ctx) -> None:
+        ctx.units_metrics = ctx.metrics_table(self.name, ctx.analyzer.get_extension(self.name).get_data())
+
+    def read(self, ctx) -> None:
+        import pandas as pd
+
+        q = ctx.x[self.name]
+        metric_units = q['unit'][:].astype(np.int64)  # units table rows
+        pos = np.full(max(ctx.u1, int(metric_units.max(initial=0)) + 1), -1, dtype=np.int64)
+        pos[ctx.urows] = np.arange(ctx.n)
+        where = pos[metric_units]
+        cols = {}
+        for k in q.keys():
+            if k in ('unit', 'id') or k.endswith('_index'):
+                continue
+            values = ctx.decode(q[k][:])
+            out = np.empty(ctx.n, dtype=values.dtype)
+            out[where] = values
+            cols[k] = out
+        metrics = pd.DataFrame(cols, index=ctx.unit_ids)
+        inject_extension(ctx.analyzer, self.name, self._params(cols), {'metrics': metrics})
+
+
+class Waveforms(Extension):
+    name, kind, nwb_groups, depends, stage = 'waveforms', 'raw', ('waveforms',), ('random_spikes',), 1
+    source = 'computed from the raw AP band'
+    params = {'ms_before': 1.0, 'ms_after': 2.0}
+
+    def write(self, ctx) -> None:
+        from hdmf.common import VectorIndex
+        from ndx_spikesorting import Waveforms as NWBWaveforms
+
+        w = ctx.analyzer.get_extension(self.name)
+        data, index, electrodes, sel_ends = ctx.per_random_spike(
+            w.get_data(), 'waveform of each random spike on each sparse channel, uV', chunk=4096)
+        ctx.ext[self.name] = NWBWaveforms(
+            peak_sample_index=int(w.nbefore), data=data, data_index=index,
+            data_index_index=VectorIndex(name='data_index_index', data=sel_ends, target=index),
+            electrodes=ctx.region(electrodes, 'electrode of each waveform row'),
+            random_spikes=ctx.ext.get('random_spikes'))
+
+    def read(self, ctx) -> None:
+        if ctx.selected is None:
+            return
+        w = ctx.x[self.name]
+        rows, per_spike = ctx.ragged(self.name, 'data')
+        wf = ctx.unpad(rows, per_spike)[ctx.perm]
+        ms_before, ms_after = ms_window(int(w.attrs['peak_sample_index']), rows.shape[1], ctx.fs)
+        inject_extension(ctx.analyzer, self.name, {'ms_before': ms_before, 'ms_after': ms_after, 'dtype': 'float32'},
+                         {'waveforms': wf})
+
+
+class NoiseLevels(Extension):
+    name, kind, nwb_groups, stage = 'noise_levels', 'raw', ('noise_levels',), 1
+    source = 'computed from the raw AP band (uV)'
+    params = {'random_slices_kwargs': {'seed': 0}}  # seeded: the same data give the same file
+
+    def write(self, ctx) -> None:
+        from ndx_spikesorting import NoiseLevels as NWBNoiseLevels
+
+        ctx.ext[self.name] = NWBNoiseLevels(data=np.asarray(ctx.analyzer.get_extension(self.name).get_data(),
+                                                            dtype=np.float32))
+
+    def read(self, ctx) -> None:
+        inject_extension(ctx.analyzer, self.name, {},
+                         {'noise_levels': ctx.x[f'{self.name}/data'][:].astype(np.float32)})
+
+
+class PrincipalComponents(Extension):
+    name, kind, stage = 'principal_components', 'raw', 1
+    nwb_groups = ('pca_projections_by_channel', 'pca_projections_concatenated')
+    depends = ('random_spikes', 'waveforms')
+    source = 'computed from the raw waveforms'
+    params = {'n_components': 5, 'mode': 'by_channel_local', 'whiten': True}
+
+    def write(self, ctx) -> None:
+        from hdmf.common import VectorData, VectorIndex
+        from ndx_spikesorting import PCAProjectionsByChannel, PCAProjectionsConcatenated
+
+        proj = ctx.analyzer.get_extension(self.name).get_data()  # (spikes, components[, sparse channels])
+        if proj.ndim == 3:
+            data, index, electrodes, sel_ends = ctx.per_random_spike(
+                proj, 'projection of each random spike on each sparse channel')
+            ctx.ext['pca_projections_by_channel'] = PCAProjectionsByChannel(
+                data=data, data_index=index,
+                data_index_index=VectorIndex(name='data_index_index', data=sel_ends, target=index),
+                electrodes=ctx.region(electrodes, 'electrode of each projection row'), waveforms=ctx.ext['waveforms'])
+        else:
+            sel, sel_units, sel_order, sel_ends = ctx.random_selection()
+            data = VectorData(name='data', description='projection of each random spike',
+                              data=ctx.data(proj[sel_order].astype(np.float32)))
+            ctx.ext['pca_projections_concatenated'] = PCAProjectionsConcatenated(
+                data=data, data_index=VectorIndex(name='data_index', data=sel_ends, target=data),
+                waveforms=ctx.ext['waveforms'])
+
+    def read(self, ctx) -> None:
+        if 'pca_projections_by_channel' not in ctx.x or ctx.selected is None:
+            return
+        rows, per_spike = ctx.ragged('pca_projections_by_channel', 'data')
+        proj = ctx.unpad(rows, per_spike)[ctx.perm]
+        inject_extension(ctx.analyzer, self.name, {'n_components': rows.shape[1], 'mode': 'by_channel_local',
+                                                   'whiten': True, 'dtype': 'float32'}, {'pca_projection': proj})
+
+
+#: Every extension, in the order they are listed, written and read (dependencies first).
+REGISTRY: dict[str, Extension] = {e.name: e for e in (
+    RandomSpikes(), Templates(), SpikeAmplitudes(), SpikeLocations(), UnitLocations(), Correlograms(),
+    ISIHistograms(), TemplateSimilarity(), QualityMetrics(), Waveforms(), NoiseLevels(), PrincipalComponents())}
+
+#: Build order: random spikes, then the raw-data extensions, then the rest (stable within a stage).
+BUILD_ORDER: tuple[str, ...] = tuple(sorted(REGISTRY, key=lambda n: REGISTRY[n].stage))
+
+#: ndx-spikesorting group -> extension
+GROUP_TO_EXTENSION: dict[str, str] = {g: e.name for e in REGISTRY.values() for g in e.nwb_groups}
