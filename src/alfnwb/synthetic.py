@@ -510,33 +510,11 @@ def _spikeglx_meta(layout: str, index: int, n_samples: int, sha1: str, session: 
     return ''.join(f'{k}={v}\n' for k, v in fields.items())
 
 
-def _mtscomp_writer(**kwargs):
-    """An ``mtscomp.Writer`` that compresses with its ``comp_level`` setting.
-
-    mtscomp 1.0.2 records ``comp_level`` in the ``.ch`` file but always calls ``zlib.compress`` at
-    zlib's default level (6), which on noise is ~10x slower than level 1 for a similar size. The
-    output is a standard mtscomp file (any zlib level decompresses the same way).
-    """
-    import zlib
-
-    import mtscomp
-
-    if not hasattr(mtscomp.Writer, '_compress_chunk'):  # a newer mtscomp: its own writer, slower but right
-        return mtscomp.Writer(**kwargs)
-
-    class Writer(mtscomp.Writer):
-        def _compress_chunk(self, chunk_idx):
-            chunk = self.get_chunk(chunk_idx)
-            chunkd = mtscomp.diff_along_axis(chunk, axis=0 if self.do_time_diff else None)
-            chunkd = mtscomp.diff_along_axis(chunkd, axis=1 if self.do_spatial_diff else None)
-            return chunk_idx, (chunk, zlib.compress(chunkd.tobytes(order=self.chunk_order), self.comp_level))
-
-    return Writer(**kwargs)
-
-
 def _write_raw(folder: Path, index: int, probe: SynthProbe, session: SynthSession, serial: str,
                n_samples: int) -> list[Path]:
     """Write a probe's raw AP band (``.ap.cbin``, ``.ap.ch``, ``.ap.meta``), consistent with its default sorting."""
+    from ._compat import mtscomp_writer
+
     fmt = RAW_FORMATS[probe.layout]
     s2v = raw_sample2volts(probe.layout)
     geometry = probe_geometry(probe.layout)
@@ -553,8 +531,8 @@ def _write_raw(folder: Path, index: int, probe: SynthProbe, session: SynthSessio
                 sha1.update(buffer)
                 fid.write(buffer)
         # IBL's settings (ibl-neuropixel Reader.compress_file: mtscomp's defaults), but the fastest zlib level
-        writer = _mtscomp_writer(chunk_duration=RAW_CHUNK / FS, algorithm='zlib', comp_level=1, do_time_diff=True,
-                                 do_spatial_diff=False, chunk_order='F', check_after_compress=False, quiet=True)
+        writer = mtscomp_writer(chunk_duration=RAW_CHUNK / FS, algorithm='zlib', comp_level=1, do_time_diff=True,
+                                do_spatial_diff=False, chunk_order='F', check_after_compress=False, quiet=True)
         writer.open(bin_file, sample_rate=FS, n_channels=n_channels + 1, dtype=np.int16)
         try:
             writer.write(cbin_file, ch_file)
