@@ -3,9 +3,9 @@
 :func:`alfnwb.synthetic.write_cache` writes realistic sessions with several probes and sortings, and
 computes the cluster metrics with brainbox (a per-unit loop: minutes for a full probe). Here each
 session holds ONE probe with ONE sorting (``alf/probe00/iblsorter/#2024-05-06#/``, ``alf``
-histology), built from the module's own building blocks (``_channels``, ``_spike_trains``,
-``_templates``, ``_clock``, ``_save``, ``_md5``, the REST-cache helpers), with the cluster metrics
-computed in bulk (``np.bincount`` and one sort) under IBL's column names.
+histology), built from the package's public building blocks (``probe_channels``, ``spike_trains``,
+``unit_templates``, ``probe_clock``, ``save_alf_object``, the cache-table and REST-cache helpers),
+with the cluster metrics computed in bulk (``np.bincount`` and one sort) under IBL's column names.
 
 The spike count is exact: trains are drawn for a slightly longer recording with the module's
 realistic rates (log-normal around 4 Hz, 2 ms dead time) and cut at the N-th spike, so the recording
@@ -47,14 +47,14 @@ def _n_channels_dict(channels: dict, n: int) -> dict:
 
 def _exact_trains(n_spikes: int, n_units: int, rng: np.random.Generator):
     """Spike trains of exactly ``n_spikes`` spikes: drawn for a longer recording, cut at the N-th spike."""
-    from alfnwb.synthetic import FS, _spike_trains
+    from alfnwb.synthetic import FS, spike_trains
 
     # mean of the module's rates: log-normal(log 4 Hz, 1) has mean 4 e^0.5 ~ 6.6 Hz (clipped at 0.3-60 Hz)
     duration = max(n_spikes / (n_units * 6.6) * 1.25, 5.0)
     state = rng.bit_generator.state
     for _ in range(20):
         rng.bit_generator.state = state  # the same units at every attempt, only longer
-        samples, clu = _spike_trains(n_units, duration, rng)
+        samples, clu = spike_trains(n_units, duration, rng)
         if samples.size >= n_spikes:
             samples, clu = samples[:n_spikes], clu[:n_spikes]
             last = samples[-1] / FS if n_spikes else 0.0
@@ -144,7 +144,7 @@ def cluster_metrics(clu: np.ndarray, times: np.ndarray, amps: np.ndarray, depths
 def _probe_sorting(channels: dict, n_spikes: int, n_units: int, rng: np.random.Generator, pid: str,
                    clock: tuple[float, float]):
     """ALF ``spikes`` and ``clusters`` of one sorting (dtypes as IBL's), and the recording length (s)."""
-    from alfnwb.synthetic import FS, REVISION, _templates, _uuid
+    from alfnwb.synthetic import FS, REVISION, stable_uuid, unit_templates
 
     samples, clu, duration = _exact_trains(n_spikes, n_units, rng)
     drift, offset = clock
@@ -157,9 +157,9 @@ def _probe_sorting(channels: dict, n_spikes: int, n_units: int, rng: np.random.G
     depths = (depths_c[clu] + rng.normal(0, 6.0, clu.size)).astype(np.float32)
     spikes = {'times': times, 'samples': samples, 'clusters': clu.astype(np.uint32), 'amps': amps,
               'depths': depths, 'templates': clu.astype(np.uint32)}
-    waveforms, wf_channels = _templates(peak, unit_amp, channels, rng)
+    waveforms, wf_channels = unit_templates(peak, unit_amp, channels, rng)
     metrics = cluster_metrics(clu, times, amps, depths.astype(np.float64), n_units, duration, rng)
-    uuids = [_uuid(pid, f'{SORTER}{REVISION}', 'cluster', i) for i in range(n_units)]
+    uuids = [stable_uuid(pid, f'{SORTER}{REVISION}', 'cluster', i) for i in range(n_units)]
     clusters = {'channels': peak.astype(np.int64), 'depths': depths_c.astype(np.float64), 'amps': unit_amp,
                 'uuids': pd.DataFrame({'uuids': uuids}), 'metrics': metrics, 'waveforms': waveforms,
                 'waveformsChannels': wf_channels}
@@ -186,10 +186,9 @@ def write_probe_cache(cache_dir: str | Path, probes: list[tuple[int, int]], n_ch
         Per probe: pid, eid, collection (absolute ALF folder), spikes, units, channels, duration_s,
         and the bytes of the ALF spike arrays.
     """
-    from alfnwb import synthetic
-    from alfnwb.synthetic import (REVISION, SUBJECTS, TRAJECTORY_PROVENANCE, SynthProbe, SynthSession,
-                                  _channels, _clock, _md5, _openapi_schema, _rest_records, _save, _uuid,
-                                  rest_query)
+    from alfnwb.synthetic import (REVISION, SUBJECTS, SynthProbe, SynthSession, dataset_rows, insertion_responses,
+                                  insertion_row, openapi_schema, probe_channels, probe_clock, rest_records,
+                                  save_alf_object, session_row, stable_uuid, write_tables)
 
     if not 32 <= n_channels <= 384:
         raise ValueError('--channels: 32 to 384 sites of a Neuropixels 1.0 probe')
@@ -197,20 +196,18 @@ def write_probe_cache(cache_dir: str | Path, probes: list[tuple[int, int]], n_ch
     cache_dir.mkdir(parents=True, exist_ok=True)
     rng_master = np.random.default_rng(seed)
     ses_rows, dset_rows, ins_rows, out = [], [], [], []
-    responses = {'/api/schema': _openapi_schema()}
+    responses = {'/api/schema': openapi_schema()}
     for i, (n_spikes, n_units) in enumerate(probes):
         lab, subject = SUBJECTS[(seed + i) % len(SUBJECTS)]
         date = datetime.date(2024, 1, 8) + datetime.timedelta(days=i)
-        eid = _uuid('benchmark', seed, 'session', i)
-        pid = _uuid('benchmark', seed, 'insertion', i, PROBE)
+        eid = stable_uuid('benchmark', seed, 'session', i)
+        pid = stable_uuid('benchmark', seed, 'insertion', i, PROBE)
         spath = cache_dir / lab / 'Subjects' / subject / date.isoformat() / '001'
         session = SynthSession(eid=eid, lab=lab, subject=subject, date=date, number=1, path=spath)
-        ses_rows.append({'id': eid, 'lab': lab, 'subject': subject, 'date': date, 'number': 1,
-                         'task_protocol': '_iblrig_tasks_ephysChoiceWorld6.6.2',
-                         'projects': 'ibl_neuropixel_brainwide_01'})
+        ses_rows.append(session_row(session))
         rng = np.random.default_rng(rng_master.integers(2 ** 32))
-        channels = _n_channels_dict(_channels(LAYOUT, TRACK, HISTOLOGY, rng), n_channels)
-        clock = _clock(pid)
+        channels = _n_channels_dict(probe_channels(LAYOUT, TRACK, HISTOLOGY, rng), n_channels)
+        clock = probe_clock(pid)
         probe = SynthProbe(pid=pid, eid=eid, name=PROBE, layout=LAYOUT, histology=HISTOLOGY,
                            channels={k: v for k, v in channels.items() if not k.startswith('_')},
                            clock_drift=clock[0], clock_offset=clock[1])
@@ -220,20 +217,13 @@ def write_probe_cache(cache_dir: str | Path, probes: list[tuple[int, int]], n_ch
         collection = f'alf/{PROBE}/{SORTER}'
         folder = spath / collection / f'#{REVISION}#'
         files: list[Path] = []
-        _save(folder, 'spikes', spikes, files)
-        _save(folder, 'clusters', clusters, files)
-        _save(folder, 'channels', alf_channels, files)
-        for f in files:
-            rel = f.relative_to(spath).as_posix()
-            dset_rows.append({'eid': eid, 'id': _uuid(eid, rel), 'rel_path': rel, 'file_size': f.stat().st_size,
-                              'hash': _md5(f), 'exists': True, 'qc': 'NOT_SET', 'default_revision': True})
-        insertion, trajectories = _rest_records(probe, channels, session)
-        ins_rows.append({'eid': eid, 'id': pid, 'name': PROBE, 'model': insertion['model'],
-                         'serial': insertion['serial'], 'json': json.dumps(insertion['json'])})
-        responses[rest_query('insertions', session=eid, name=PROBE)] = [insertion]
-        responses[f'/insertions/{pid}'] = insertion | {'session_info': {}}
-        responses[rest_query('trajectories', session=eid, probe=PROBE,
-                             provenance=TRAJECTORY_PROVENANCE)] = trajectories
+        save_alf_object(folder, 'spikes', spikes, files)
+        save_alf_object(folder, 'clusters', clusters, files)
+        save_alf_object(folder, 'channels', alf_channels, files)
+        dset_rows += dataset_rows(session, [(f, True) for f in files])
+        insertion, trajectories = rest_records(probe, channels, session)
+        ins_rows.append(insertion_row(probe, insertion))
+        responses.update(insertion_responses(probe, insertion, trajectories))
         out.append({'pid': pid, 'eid': eid, 'alf_dir': str(folder), 'spikes': int(n_spikes), 'units': int(n_units),
                     'channels': int(n_channels), 'duration_s': duration,
                     'alf_bytes': int(sum(spikes[k].nbytes for k in ('times', 'clusters', 'amps', 'depths'))),
@@ -241,7 +231,7 @@ def write_probe_cache(cache_dir: str | Path, probes: list[tuple[int, int]], n_ch
         del spikes, clusters
 
     # the cache tables exactly as alfnwb.synthetic.write_cache writes them
-    synthetic.write_tables(cache_dir, ses_rows, dset_rows, ins_rows, responses, origin='alfnwb-benchmark')
+    write_tables(cache_dir, ses_rows, dset_rows, ins_rows, responses, origin='alfnwb-benchmark')
     return out
 
 
