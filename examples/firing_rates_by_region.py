@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import alfnwb.reanalysis as ra
+import alfnwb
 
 
 def make_dandiset(out: Path) -> Path:
@@ -25,10 +25,10 @@ def make_dandiset(out: Path) -> Path:
 
 
 def main(folder: Path) -> None:
-    catalog = ra.update_catalog(folder)  # one pass over the files; later queries open no NWB file
+    catalog = alfnwb.update_catalog(folder)  # one pass over the files; later queries open no NWB file
     print(f'catalog: {catalog.n_units} units in {catalog.n_files} files')
 
-    good = ra.read_units(catalog.path, region='root', mapping='Beryl', min_label=1)  # root: every located unit
+    good = alfnwb.read_units(catalog.path, region='root', mapping='Beryl', min_label=1)  # root: every located unit
     table = (good.groupby('beryl_acronym')['firing_rate']
              .agg(units='size', median_hz='median', mean_hz='mean')
              .sort_values('units', ascending=False))
@@ -36,7 +36,7 @@ def main(folder: Path) -> None:
     print(table.round(2).to_string())
 
     # spikes of the selected units only (partial reads), e.g. to check a rate by hand
-    times = ra.load_spike_times(good.head(3))
+    times = alfnwb.load_spike_times(good.head(3))
     for (_, unit), t in zip(good.head(3).iterrows(), times):
         print(f'{unit["probe"]} cluster {unit["cluster_id"]} ({unit["acronym"]}): {t.size} spikes, '
               f'{t.size / (t[-1] - t[0]):.2f} Hz between its first and last spike')

@@ -17,6 +17,12 @@ _API = {
     'read_sorting_analyzer': ('alfnwb.readback', 'read_sorting_analyzer'),
     'build_analyzer': ('alfnwb.analyzer', 'build_analyzer'),
     'info': ('alfnwb.readback', 'info'),
+    'read_units': ('alfnwb.reanalysis', 'read_units'),
+    'load_spike_times': ('alfnwb.reanalysis', 'load_spike_times'),
+    'to_sorting': ('alfnwb.reanalysis', 'to_sorting'),
+    'update_catalog': ('alfnwb.reanalysis', 'update_catalog'),
+    'plot_probe': ('alfnwb.plots', 'plot_probe'),
+    'plot_regions': ('alfnwb.plots', 'plot_regions'),
     'read_metadata': ('alfnwb.metadata', 'read_metadata'),
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,3 +163,18 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     return ExportResult(path=path, session=session, n_units=sum(p.n_clusters for p in session.probes),
                         n_electrodes=sum(p.n_channels for p in session.probes),
                         probes=[p.provenance for p in session.probes], extensions=written)
+
+
+class _CallableModule(types.ModuleType):
+    """``alfnwb.export(one, ...)`` must call :func:`export` however the package was imported.
+
+    Importing this module (``from alfnwb.export import export``, or any import of it) makes Python
+    set the package attribute ``alfnwb.export`` to the module, shadowing the lazily imported
+    function of the same name; calling the module calls the function.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -183,8 +183,6 @@ def _place_labels(segments: pd.DataFrame, min_gap: float) -> list[int]:
 
 def _probe_figure(data: dict, regions: pd.DataFrame, x: str):
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Rectangle
 
     ch, units = data['channels'], data['units']
     shanks = sorted(regions['shank'].unique())
@@ -199,9 +197,17 @@ def _probe_figure(data: dict, regions: pd.DataFrame, x: str):
     lo = min(float(regions['start_um'].min()), float(np.concatenate(depths).min()))
     hi = max(float(regions['end_um'].max()), float(np.concatenate(depths).max()))
     pad = 0.02 * (hi - lo or 100.0)
-    ylim = (lo - pad, hi + pad)
+    _regions_panel(ax_r, regions, shanks, (lo - pad, hi + pad))
+    _units_panel(ax_u, units, regions, shanks, x)
+    head = ' · '.join(v for v in (data['probe'], data['model'], data['spike_sorter']) if v)
+    fig.suptitle(f'{head}\npid {data["pid"] or "?"}   histology: {data["histology"] or "?"}', fontsize=11)
+    return fig
 
-    # left: the region strip of each shank, its acronyms beside it
+
+def _regions_panel(ax_r, regions: pd.DataFrame, shanks: list, ylim: tuple[float, float]) -> None:
+    """Left panel: the region strip of each shank, its acronyms beside it."""
+    from matplotlib.patches import Rectangle
+
     strip, label_w = 1.0, 2.6 if len(shanks) == 1 else 2.2
     fontsize = 8 if len(shanks) == 1 else 6.5
     pitch = strip + label_w
@@ -233,7 +239,11 @@ def _probe_figure(data: dict, regions: pd.DataFrame, x: str):
         ax_r.spines[side].set_visible(False)
     ax_r.set_title('brain regions', fontsize=10)
 
-    # right: units at their depth, by quality
+
+def _units_panel(ax_u, units: dict, regions: pd.DataFrame, shanks: list, x: str) -> None:
+    """Right panel: units at their depth, by quality."""
+    from matplotlib.lines import Line2D
+
     good = np.isclose(units.get('label', np.zeros(0)), 1.0)
     depth = units.get('depth', np.zeros(0))
     if x == 'amplitude':
@@ -258,10 +268,6 @@ def _probe_figure(data: dict, regions: pd.DataFrame, x: str):
         ax_u.set_xlim(0, float(np.nanmax(xs)) * 1.08 or 1.0)
     for side in ('top', 'right'):
         ax_u.spines[side].set_visible(False)
-
-    head = ' · '.join(v for v in (data['probe'], data['model'], data['spike_sorter']) if v)
-    fig.suptitle(f'{head}\npid {data["pid"] or "?"}   histology: {data["histology"] or "?"}', fontsize=11)
-    return fig
 
 
 def plot_probe(path: str | Path, probe: str | None = None, output: str | Path = 'probe.png',
@@ -358,7 +364,6 @@ def plot_regions(units: pd.DataFrame, output: str | Path = 'regions.png', mappin
         ``output`` cannot be written.
     """
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
 
     names = {k.lower(): k for k in MAPPINGS}
     key = names.get(str(mapping).lower())
@@ -374,6 +379,22 @@ def plot_regions(units: pd.DataFrame, output: str | Path = 'regions.png', mappin
 
     fig = Figure(figsize=REGIONS_FIGSIZE, dpi=DPI)
     ax = fig.add_axes((0.16, 0.08, 0.78, 0.82))
+    _region_bars(ax, shown)
+    ax.set_xlabel('units')
+    ax.grid(True, axis='x', color='#eeeeee', linewidth=0.6)
+    ax.set_axisbelow(True)
+    for side in ('top', 'right'):
+        ax.spines[side].set_visible(False)
+    total, n_good_all = int(table['n_units'].sum()), int(table['n_good'].sum())
+    more = f', top {len(shown)} of {len(table)}' if len(table) > len(shown) else ''
+    fig.suptitle(f'Units per region ({key} mapping{more})\n{total} units, {n_good_all} good', fontsize=11)
+    return _save(fig, output)
+
+
+def _region_bars(ax, shown: pd.DataFrame) -> None:
+    """One stacked bar per region: good units in the atlas colour, the others lighter and hatched."""
+    from matplotlib.patches import Patch
+
     if len(shown):
         y = np.arange(len(shown))
         rgb = np.array([_region_rgb(r) for r in shown['region']], dtype=float) / 255
@@ -396,12 +417,3 @@ def plot_regions(units: pd.DataFrame, output: str | Path = 'regions.png', mappin
     else:
         ax.text(0.5, 0.5, 'no units', transform=ax.transAxes, ha='center', va='center', fontsize=12)
         ax.set_yticks([])
-    ax.set_xlabel('units')
-    ax.grid(True, axis='x', color='#eeeeee', linewidth=0.6)
-    ax.set_axisbelow(True)
-    for side in ('top', 'right'):
-        ax.spines[side].set_visible(False)
-    total, n_good_all = int(table['n_units'].sum()), int(table['n_good'].sum())
-    more = f', top {len(shown)} of {len(table)}' if len(table) > len(shown) else ''
-    fig.suptitle(f'Units per region ({key} mapping{more})\n{total} units, {n_good_all} good', fontsize=11)
-    return _save(fig, output)

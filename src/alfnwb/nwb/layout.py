@@ -2,7 +2,7 @@
 
 The writers (:mod:`alfnwb.nwb.electrodes`, :mod:`alfnwb.nwb.units`, :mod:`alfnwb.nwb.session`), every
 reader (:mod:`alfnwb.readback`, :mod:`alfnwb.reanalysis`, :mod:`alfnwb.plots`) and the tables of
-``docs/nwb_layout.md`` (:func:`render_docs`) take the layout from here, so that it is written down
+``docs/nwb_layout.md`` (:mod:`alfnwb.docgen`) take the layout from here, so that it is written down
 once.
 
 >>> UNITS['spike_times'].alf
@@ -21,7 +21,8 @@ from ..model import SAMPLING_FREQUENCY
 
 __all__ = ['Column', 'Table', 'ELECTRODES', 'UNITS', 'PROVENANCE', 'METRICS', 'MAPPINGS', 'UNKNOWN',
            'ELECTRODES_PATH', 'UNITS_PATH', 'ECEPHYS_PATH', 'PROVENANCE_PATH', 'PROVENANCE_TABLE', 'SESSION_PATHS',
-           'LOCALIZATION_TABLES', 'container_path', 'render_docs', 'WAVEFORM_RATE']
+           'LOCALIZATION_TABLES', 'container_path', 'WAVEFORM_RATE', 'UNIT_INFO', 'PROVENANCE_FIELDS',
+           'metric_description']
 
 #: Location of channels without histology (``void`` is the Allen term for outside the brain).
 UNKNOWN = 'unknown'
@@ -215,56 +216,3 @@ PROVENANCE = Table(PROVENANCE_PATH, 'Where each probe came from (ONE / ALF), by 
 
 #: Provenance record field (:class:`alfnwb.model.Provenance`) -> provenance table column.
 PROVENANCE_FIELDS = {'probe': 'probe_name'}
-
-
-def _table_markdown(table: Table) -> str:
-    lines = ['| column | unit | dtype | ALF source | description |', '|---|---|---|---|---|']
-    for c in table:
-        name = f'`{c.name}`' + (' (ragged)' if c.ragged else '')
-        alf = f'`{c.alf}`' if c.alf else ''
-        lines.append(f'| {name} | {c.unit} | {c.dtype} | {alf} | {c.description} |')
-    return '\n'.join(lines)
-
-
-def render_docs() -> dict[str, str]:
-    """The generated tables of ``docs/nwb_layout.md``, by marker name.
-
-    The doc holds each between ``<!-- layout:NAME -->`` and ``<!-- /layout:NAME -->``; a test
-    checks that they equal what this returns (``python -m alfnwb.nwb.layout docs/nwb_layout.md``
-    rewrites them).
-    """
-    from ..extensions import REGISTRY
-
-    paths = ['| what | path |', '|---|---|']
-    paths += [f'| {k} | `{v}` |' for k, v in (
-        ('electrodes table', ELECTRODES_PATH), ('units table', UNITS_PATH),
-        ('provenance table', PROVENANCE_PATH), ('SortingAnalyzer of a probe', container_path('<probe>')),
-        *((f'session {k}', v) for k, v in SESSION_PATHS.items()))]
-    ext = ['| extension | made | NWB (ndx-spikesorting) | source |', '|---|---|---|---|']
-    ext += [f'| `{e.name}` | {e.kind} | {", ".join(f"`extensions/{g}`" for g in e.nwb_groups)} | {e.source} |'
-            for e in REGISTRY.values()]
-    return {'paths': '\n'.join(paths), 'electrodes': _table_markdown(ELECTRODES), 'units': _table_markdown(UNITS),
-            'metrics': _table_markdown(METRICS), 'provenance': _table_markdown(PROVENANCE),
-            'extensions': '\n'.join(ext)}
-
-
-def rewrite_docs(path: str) -> bool:
-    """Replace the generated tables of a markdown file; True if it changed."""
-    import re
-    from pathlib import Path
-
-    text = Path(path).read_text()
-    new = text
-    for name, body in render_docs().items():
-        new = re.sub(rf'(<!-- layout:{name} -->\n).*?(\n<!-- /layout:{name} -->)',
-                     lambda m: m.group(1) + body + m.group(2), new, flags=re.S)
-    if new != text:
-        Path(path).write_text(new)
-    return new != text
-
-
-if __name__ == '__main__':
-    import sys
-
-    for doc in sys.argv[1:]:
-        print(f'{doc}: {"rewritten" if rewrite_docs(doc) else "up to date"}')
