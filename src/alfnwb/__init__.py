@@ -7,24 +7,16 @@ from __future__ import annotations
 
 __version__ = '0.1.0'
 
-_API = {
-    'export': ('alfnwb.export', 'export'),
-    'build_nwbfile': ('alfnwb.export', 'build_nwbfile'),
-    'load_probe': ('alfnwb.loading', 'load_probe'),
-    'load_session': ('alfnwb.loading', 'load_session'),
-    'available_sortings': ('alfnwb.loading', 'available_sortings'),
-    'read_alf': ('alfnwb.readback', 'read_alf'),
-    'read_sorting_analyzer': ('alfnwb.readback', 'read_sorting_analyzer'),
-    'build_analyzer': ('alfnwb.analyzer', 'build_analyzer'),
-    'info': ('alfnwb.readback', 'info'),
-    'read_units': ('alfnwb.reanalysis', 'read_units'),
-    'load_spike_times': ('alfnwb.reanalysis', 'load_spike_times'),
-    'to_sorting': ('alfnwb.reanalysis', 'to_sorting'),
-    'update_catalog': ('alfnwb.reanalysis', 'update_catalog'),
-    'plot_probe': ('alfnwb.plots', 'plot_probe'),
-    'plot_regions': ('alfnwb.plots', 'plot_regions'),
-    'read_metadata': ('alfnwb.metadata', 'read_metadata'),
-}
+#: Public name -> the module that defines it (imported on first use).
+_API = {name: module for module, names in (
+    ('alfnwb.export', ('export', 'build_nwbfile')),
+    ('alfnwb.loading', ('load_probe', 'load_session', 'available_sortings')),
+    ('alfnwb.readback', ('read_alf', 'read_sorting_analyzer', 'info')),
+    ('alfnwb.analyzer', ('build_analyzer',)),
+    ('alfnwb.metadata', ('read_metadata',)),
+    ('alfnwb.reanalysis', ('read_units', 'load_spike_times', 'to_sorting', 'update_catalog')),
+    ('alfnwb.plots', ('plot_probe', 'plot_regions')),
+) for name in names}
 
 __all__ = ['__version__', *_API]
 
@@ -33,6 +25,5 @@ def __getattr__(name):
     if name in _API:
         import importlib
 
-        module, attr = _API[name]
-        return getattr(importlib.import_module(module), attr)
+        return getattr(importlib.import_module(_API[name]), name)
     raise AttributeError(f'module alfnwb has no attribute {name!r}')

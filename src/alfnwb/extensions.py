@@ -91,21 +91,6 @@ def _unit_x(probe: ProbeData, dense: np.ndarray | None) -> np.ndarray:
     return np.where(w > 0, com, x)
 
 
-def _ibl_metrics(probe: ProbeData):
-    """IBL's cluster metrics as a DataFrame indexed by unit id (= cluster id)."""
-    import pandas as pd
-
-    n = probe.n_clusters
-    m = probe.clusters.get('metrics')
-    if m is None:
-        return pd.DataFrame(index=np.arange(n))
-    m = m.reset_index(drop=True)
-    if 'cluster_id' in m:
-        m = m.set_index('cluster_id').reindex(np.arange(n))
-    m.index = np.arange(n)
-    return m
-
-
 @dataclass
 class BuildContext:
     """What building an extension may use: the probe, its analyzer, spike vector and parameters."""
@@ -352,7 +337,7 @@ class QualityMetrics(Extension):
                 'delete_existing_metrics': False, 'source': 'ibl'}
 
     def build(self, ctx: BuildContext) -> None:
-        metrics = _ibl_metrics(ctx.probe)
+        metrics = ctx.probe.cluster_metrics()
         inject_extension(ctx.analyzer, self.name, self._params(metrics.columns), {'metrics': metrics})
 
     def write(self, ctx) -> None:

@@ -15,20 +15,8 @@ from zoneinfo import ZoneInfo
 from .errors import MetadataError
 
 #: IBL labs and where they are: the session start time's timezone and the institution.
-LABS = {
-    'angelakilab': ('America/New_York', 'New York University'),
-    'churchlandlab': ('America/New_York', 'Cold Spring Harbor Laboratory'),
-    'churchlandlab_ucla': ('America/Los_Angeles', 'University of California, Los Angeles'),
-    'cortexlab': ('Europe/London', 'University College London'),
-    'danlab': ('America/Los_Angeles', 'University of California, Berkeley'),
-    'hausserlab': ('Europe/London', 'University College London'),
-    'hoferlab': ('Europe/London', 'Sainsbury Wellcome Centre'),
-    'mainenlab': ('Europe/Lisbon', 'Champalimaud Centre for the Unknown'),
-    'mrsicflogellab': ('Europe/London', 'Sainsbury Wellcome Centre'),
-    'steinmetzlab': ('America/Los_Angeles', 'University of Washington'),
-    'wittenlab': ('America/New_York', 'Princeton University'),
-    'zadorlab': ('America/New_York', 'Cold Spring Harbor Laboratory'),
-}
+LABS = {lab: (site['timezone'], site['institution'])
+        for lab, site in json.loads((Path(__file__).parent / 'data' / 'labs.json').read_text()).items()}
 
 #: Keys of the ``NWBFile`` section and their types.
 NWBFILE_KEYS = {

@@ -87,6 +87,21 @@ class ProbeData:
     def n_channels(self) -> int:
         return int(self.channels['rawInd'].size)
 
+    def cluster_metrics(self):
+        """IBL's ``clusters.metrics`` with one row per cluster id (0..n-1, reindexed when the table skips
+        clusters: their values are NaN), without the ``cluster_id`` column; empty when absent."""
+        import pandas as pd
+
+        n = self.n_clusters
+        m = self.clusters.get('metrics')
+        if m is None:
+            return pd.DataFrame(index=np.arange(n))
+        m = m.reset_index(drop=True)
+        if 'cluster_id' in m:
+            m = m.set_index('cluster_id').reindex(np.arange(n))
+        m.index = np.arange(n)
+        return m
+
     def to_dict(self) -> dict:
         """``{'provenance': dict, 'spikes': dict, 'clusters': dict, 'channels': dict}``."""
         return {'provenance': self.provenance.to_dict(), 'spikes': _arrays_to_dict(self.spikes),

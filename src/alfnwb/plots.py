@@ -285,9 +285,9 @@ def plot_probe(path: str | Path, probe: str | None = None, output: str | Path = 
     Parameters
     ----------
     path : str or pathlib.Path
-        An NWB file written by alfnwb.
+        An alfnwb export.
     probe : str, optional
-        Probe name (``probe00``); needed when the file holds several probes.
+        The probe to draw (``probe00``); needed when the file holds several.
     output : str or pathlib.Path
         PNG file to write (its folder must exist), :data:`PROBE_FIGSIZE` * :data:`DPI` pixels.
     x : {'amplitude', 'firing_rate'}
@@ -354,7 +354,7 @@ def plot_regions(units: pd.DataFrame, output: str | Path = 'regions.png', mappin
     Returns
     -------
     pathlib.Path
-        ``output``.
+        The PNG written (``output``).
 
     Raises
     ------

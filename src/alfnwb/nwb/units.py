@@ -59,20 +59,6 @@ def _text(data: np.ndarray):
     return (list(data) if data.size else np.asarray([], dtype=str)) if data.dtype == object else data
 
 
-def _metrics_frame(probe: ProbeData):
-    """The probe's IBL metrics, one row per cluster id (reindexed when the table skips clusters)."""
-    import pandas as pd
-
-    nc = probe.n_clusters
-    m = probe.clusters.get('metrics')
-    if m is None:
-        return pd.DataFrame(index=np.arange(nc))
-    m = m.reset_index(drop=True)
-    if 'cluster_id' in m and not np.array_equal(np.asarray(m['cluster_id']), np.arange(nc)):
-        m = m.set_index('cluster_id').reindex(np.arange(nc)).reset_index()
-    return m.drop(columns=['cluster_id'], errors='ignore')
-
-
 def _info_columns(probe: ProbeData, offset: int, regions: dict) -> dict[str, np.ndarray]:
     """The per-unit columns of :data:`layout.UNIT_INFO` for one probe."""
     cl, prov, nc = probe.clusters, probe.provenance, probe.n_clusters
@@ -156,7 +142,7 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
     columns += [VectorData(name=c.name, description=c.description, data=_text(np.concatenate([i[c.name] for i in info])))
                 for c in layout.UNIT_INFO]
     n_units = sum(p.n_clusters for p in probes)
-    columns += _metric_columns([_metrics_frame(p) for p in probes], n_units)
+    columns += _metric_columns([p.cluster_metrics() for p in probes], n_units)
     columns, kwargs = _waveform_mean(columns, [t for _, _, t in electrodes], compression)
     nwbfile.units = Units(name='units', description=layout.UNITS.description,
                           id=ElementIdentifiers(name='id', data=np.arange(n_units, dtype=np.int64)), columns=columns,
