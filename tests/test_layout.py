@@ -142,3 +142,19 @@ def test_export_is_callable_after_its_module_is_imported(tmp_path):
     with pytest.raises(NotFoundError, match='give a pid or an eid'):  # reached the function's own checks
         alfnwb.export(None, tmp_path / 'out.nwb')
     assert not (tmp_path / 'out.nwb').exists()
+
+
+def test_every_module_has_a_layer_and_no_import_goes_up():
+    names = {docgen._module_name(p, SRC) for p in SRC.rglob('*.py')} - {'', 'nwb'}  # package docstrings only
+    assert [n for n in names if docgen._group(n) is None] == []
+    graph = docgen.module_graph()
+    assert graph['export'] >= {'loading', 'analyzer', 'nwb.units'}  # the graph holds the real imports
+    up = [(a, b) for a, deps in graph.items() for b in deps if docgen.layer_of(b) > docgen.layer_of(a)]
+    assert up == []
+    assert 'loading' not in set().union(*(graph.get(m, set()) for m in ('nwb.units', 'nwb.electrodes', 'nwb.session',
+                                                                        'analyzer', 'extensions', 'readback')))
+
+
+def test_architecture_picture(tmp_path):
+    out = docgen.plot_architecture(tmp_path / 'a.png')
+    assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and (ROOT / 'docs' / 'architecture.png').exists()

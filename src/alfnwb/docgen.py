@@ -2,7 +2,7 @@
 
 The doc holds each table between ``<!-- layout:NAME -->`` and ``<!-- /layout:NAME -->``;
 ``tests/test_layout.py`` checks that they equal :func:`render_docs`, and
-``python -m alfnwb.docgen docs/nwb_layout.md`` rewrites them.
+``python -m alfnwb.docgen`` rewrites them and draws ``docs/architecture.png`` from the imports.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from .extensions import REGISTRY
 from .nwb import layout
 
-__all__ = ['render_docs', 'rewrite_docs', 'blocks']
+__all__ = ['render_docs', 'rewrite_docs', 'blocks', 'LAYERS', 'module_graph', 'plot_architecture']
 
 _BLOCK = r'(<!-- layout:{name} -->\n)(?:.*?\n)?(<!-- /layout:{name} -->)'
 
@@ -69,8 +69,96 @@ def rewrite_docs(path: str | Path) -> bool:
     return new != text
 
 
-if __name__ == '__main__':
-    import sys
 
-    for doc in sys.argv[1:]:
-        print(f'{doc}: {"rewritten" if rewrite_docs(doc) else "up to date"}')
+
+#: The layers of the package, in the order data flow through them: a module imports only modules of
+#: its own layer or earlier ones (``tests/test_layout.py`` checks it on the real imports).
+LAYERS = (
+    ('foundation', ('errors', 'model', '_compat', 'kernels', 'fileio', 'metadata', 'atlas', 'nwb.layout')),
+    ('load', ('loading', 'synthetic')),
+    ('analyse', ('extensions', 'analyzer')),
+    ('build + write', ('nwb.session', 'nwb.electrodes', 'nwb.units', 'nwb.analyzer', 'nwb.io', 'export')),
+    ('publish', ('dandi', 'batch')),
+    ('read back', ('nwb.reader', 'readback', 'reanalysis', 'plots')),
+    ('interfaces', ('cli', 'docgen')),
+)
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix('').parts)
+    if parts[-1] == '__init__':
+        parts = parts[:-1]
+    return '.'.join(parts)
+
+
+def _group(module: str) -> str | None:
+    """The LAYERS entry a module belongs to (a subpackage's modules belong to it)."""
+    names = [m for _, mods in LAYERS for m in mods]
+    return next((m for m in sorted(names, key=len, reverse=True) if module == m or module.startswith(m + '.')), None)
+
+
+def module_graph(root: str | Path | None = None) -> dict[str, set[str]]:
+    """alfnwb's own imports (at module level and inside functions), between the LAYERS entries."""
+    import ast
+
+    root = Path(root) if root else Path(__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.rglob('*.py')):
+        name = _module_name(path, root)
+        src = _group(name)
+        if src is None:
+            continue
+        package = name.split('.') if path.name == '__init__.py' else name.split('.')[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or (node.level == 0 and not (node.module or '').startswith('alfnwb')):
+                continue
+            base = package[:len(package) - node.level + 1] if node.level else []
+            parts = base + (node.module or '').split('.') if node.level else node.module.split('.')[1:]
+            parts = [p for p in parts if p]
+            for t in ['.'.join(parts)] + ['.'.join(parts + [a.name]) for a in node.names]:
+                dst = _group(t)
+                if dst and dst != src:
+                    graph.setdefault(src, set()).add(dst)
+    return graph
+
+
+def layer_of(module: str) -> int:
+    return next(i for i, (_, mods) in enumerate(LAYERS) if module in mods)
+
+
+def plot_architecture(output: str | Path) -> Path:
+    """The modules in their layers and every import between them, as a deterministic PNG."""
+    from matplotlib.figure import Figure
+
+    graph = module_graph()
+    fig = Figure(figsize=(12.0, 7.5), dpi=100)
+    ax = fig.add_axes((0.01, 0.02, 0.98, 0.9))
+    pos = {}
+    for i, (title, mods) in enumerate(LAYERS):
+        x = i * 1.0
+        ax.text(x, len(max((m for _, m in LAYERS), key=len)) + 0.1, title, ha='center', fontsize=11, weight='bold')
+        for j, m in enumerate(mods):
+            pos[m] = (x, len(mods) - 1 - j + (8 - len(mods)) / 2)
+            ax.text(*pos[m], m, ha='center', va='center', fontsize=9, zorder=3,
+                    bbox={'boxstyle': 'round,pad=0.3', 'facecolor': '#e8f0fb', 'edgecolor': '#4a6fa5'})
+    colours = ('#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d')
+    for src in sorted(graph):
+        for dst in sorted(graph[src] - {'errors'}):  # every module raises alfnwb's errors: not drawn
+            (x0, y0), (x1, y1) = pos[src], pos[dst]
+            ax.annotate('', xy=(x1, y1), xytext=(x0, y0), zorder=1,
+                        arrowprops={'arrowstyle': '->', 'color': colours[layer_of(src)], 'linewidth': 0.7,
+                                    'connectionstyle': 'arc3,rad=0.15', 'shrinkA': 14, 'shrinkB': 14})
+    ax.set_xlim(-0.6, len(LAYERS) - 0.4)
+    ax.set_ylim(-0.7, 8.6)
+    ax.axis('off')
+    fig.suptitle('alfnwb: modules by layer, data flowing left to right. An arrow: "imports" (read from the code,\n'
+                 'coloured by the importing layer; imports of alfnwb.errors, used everywhere, not drawn)', fontsize=11)
+    out = Path(output)
+    fig.savefig(out, format='png', dpi=100, facecolor='white', metadata={'Software': None})
+    return out
+
+
+if __name__ == '__main__':
+    docs = Path(__file__).resolve().parents[2] / 'docs'
+    print(f'nwb_layout.md: {"rewritten" if rewrite_docs(docs / "nwb_layout.md") else "up to date"}')
+    print(f'written {plot_architecture(docs / "architecture.png")}')
