@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..model import SAMPLING_FREQUENCY
 from .ids import stable_rng, stable_uuid
 
-FS = 30000.0
+FS = SAMPLING_FREQUENCY  # the synthetic probes' sample clock
 TIP_UM = 200.0  # distance from the probe tip to the first site (as brainbox's TIP_SIZE_UM)
 #: Per-probe clock against the session's main clock: |drift| in ppm and offset in s (uniform ranges).
 CLOCK_DRIFT_PPM = (2.0, 12.0)

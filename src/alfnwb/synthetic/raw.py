@@ -21,7 +21,7 @@ RAW_FORMATS = {
     'NP1': {'type': 0, 'pn': 'PRB_1_4_0480_1', 'gain': 500, 'range_max': 0.6, 'max_int': 512, 'ref_channel': 191},
     'NP2.4': {'type': 24, 'pn': 'NP2010', 'gain': 80, 'range_max': 0.62, 'max_int': 8192, 'ref_channel': 127},
 }
-RAW_CHUNK = 30000  # samples synthesised at once (and mtscomp chunk: 1 s)
+RAW_CHUNK = int(FS)  # samples synthesised at once (and mtscomp chunk: 1 s)
 
 # SpikeGLX .meta entries of the two acquisition systems (3B with SpikeGLX 20190327, NP2.0 with
 # 20201103) that depend on the layout only; _META_HS_SN: headstage serial, plus the probe's index.
