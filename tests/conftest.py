@@ -11,7 +11,8 @@ import pytest
 _HOME = tempfile.mkdtemp(prefix='alfnwb-home-')
 os.environ['HOME'] = _HOME
 
-SHARED = Path(__file__).resolve().parents[2] / 'shared'
+#: Real fixtures copied into the repository (tests/data/README.md says where each comes from).
+DATA = Path(__file__).resolve().parent / 'data'
 BASE_URL = 'https://alyx.example.org'
 
 

@@ -18,7 +18,7 @@ from alfnwb.batch import plan_jobs, read_id_list, run_batch
 from alfnwb.dandi import dandi_safe, nwb_relpath
 from alfnwb.errors import AlfNwbError, OutputError
 
-from conftest import SHARED
+from conftest import DATA
 
 
 @pytest.fixture(scope='module')
@@ -87,7 +87,7 @@ def test_dandi_names_match_dandi_organize():
     """Our DANDI-safe names are dandi's own, for all 699 real Brain Wide Map subjects and for hostile names."""
     from dandi.organize import _sanitize_value
 
-    bwm = pd.read_parquet(SHARED / 'fixtures' / 'ibl' / 'bwm_insertions.pqt')
+    bwm = pd.read_parquet(DATA / 'ibl' / 'bwm_insertions.pqt')
     names = list(bwm['subject'].unique()) + list(bwm['probe_name'].unique()) + ['a b', 'x:y', 'we"ird', 'p.q']
     for name in names:
         assert dandi_safe(name) == _sanitize_value(name, 'subject'), name
@@ -174,7 +174,7 @@ def test_id_lists(tmp_path):
     assert read_id_list(tmp_path / 'a.txt', 'pid') == ['x', 'y']
     pd.DataFrame({'eid': ['e1', 'e2'], 'other': [1, 2]}).to_csv(tmp_path / 'b.csv', index=False)
     assert read_id_list(tmp_path / 'b.csv', 'eid') == ['e1', 'e2']
-    bwm = read_id_list(SHARED / 'fixtures' / 'ibl' / 'bwm_insertions.pqt', 'pid')
+    bwm = read_id_list(DATA / 'ibl' / 'bwm_insertions.pqt', 'pid')
     assert len(bwm) == 699
 
 

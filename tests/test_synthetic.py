@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from alfnwb.synthetic import SUBJECTS, TIP_UM, probe_geometry, write_cache
-from conftest import SHARED
+from conftest import DATA
 
 
 def test_tables_are_standard_one_cache(synth, one_plain):
@@ -62,9 +62,7 @@ def test_real_subject_name_styles(synth):
 def _meta_geometry(name):
     import spikeglx
 
-    path = SHARED / 'fixtures' / 'spikeglx' / name
-    if not path.exists():
-        pytest.skip(f'{path} not available')
+    path = DATA / 'spikeglx' / name
     g = spikeglx.geometry_from_meta(spikeglx.read_meta_data(path))
     return {(int(s), float(x), float(y)) for s, x, y in zip(g['shank'], g['x'], g['y'])}
 
