@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ._compat import memory_analyzer as _memory_analyzer
-from .errors import AlfNwbError, InvalidDataError
+from .errors import AlfNwbError, DataWarning, InvalidDataError
 from .extensions import BUILD_ORDER, REGISTRY, BuildContext, dense_templates, template_channels
 from .kernels import spike_vector
 from .model import SAMPLING_FREQUENCY, ProbeData
@@ -89,7 +89,8 @@ def _spike_samples(probe: ProbeData, fs: float) -> np.ndarray:
     sp = probe.spikes
     if 'samples' in sp:
         return np.asarray(sp['samples']).astype(np.int64, copy=False)
-    warnings.warn(f'insertion {probe.provenance.pid}: no spikes.samples; sample indices derived from spikes.times')
+    warnings.warn(DataWarning(f'insertion {probe.provenance.pid}: no spikes.samples; sample indices derived from '
+                              f'spikes.times at {fs:g} Hz'))
     return np.round(np.asarray(sp['times']) * fs).astype(np.int64)
 
 

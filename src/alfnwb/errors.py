@@ -1,11 +1,15 @@
-"""The one exception hierarchy of alfnwb.
+"""The one exception hierarchy of alfnwb, and the one warning hierarchy of its degradations.
 
 Every error a user can cause derives from :class:`AlfNwbError`; its message is one line that names
 the insertion (or session) and the dataset concerned. The command line prints that line and exits
-with :attr:`AlfNwbError.exit_code`.
+with :attr:`AlfNwbError.exit_code`. Every degradation (data left out, a fallback taken) is an
+:class:`AlfNwbWarning`, never silent: printed, and recorded in the file and the batch manifest.
 """
 
 from __future__ import annotations
+
+import contextlib
+import warnings
 
 
 class AlfNwbError(Exception):
@@ -56,3 +60,78 @@ class NWBReadError(AlfNwbError):
     """An NWB file that does not have the layout alfnwb writes."""
 
     exit_code = 8
+
+
+class AlfNwbWarning(UserWarning):
+    """Base class of every degradation alfnwb tells the user about (data left out, a fallback taken).
+
+    Each message is one line that starts with ``insertion <pid>:`` (or ``session <eid>:``). The
+    command line prints each once as ``alfnwb: warning: <message>``; the file records it in the
+    provenance table's ``warnings`` column and a batch in its manifest. With ``strict=True``
+    (``--strict``) it is raised as an error, and the command line exits with :attr:`exit_code`: the
+    code of the error of its kind.
+    """
+
+    exit_code = 10
+
+
+class HistologyWarning(AlfNwbWarning):
+    """A probe is exported without the channel locations it should have (e.g. Alyx unreachable)."""
+
+    exit_code = HistologyError.exit_code
+
+
+class DataWarning(AlfNwbWarning):
+    """ALF data that is incomplete or inconsistent in a way that can be worked around (and is)."""
+
+    exit_code = InvalidDataError.exit_code
+
+
+def warning_subject(message: str) -> str:
+    """The insertion (pid) or session (eid) a warning message names: ``'insertion <pid>: ...'`` -> pid.
+
+    >>> warning_subject('insertion 1f2e: no spikes.samples')
+    '1f2e'
+    >>> warning_subject('something else')
+    ''
+    """
+    head = str(message).split(':', 1)[0].split()
+    return head[1] if len(head) == 2 and head[0] in ('insertion', 'session') else ''
+
+
+class WarningLog:
+    """The alfnwb warnings raised so far inside :func:`recorded_warnings`, live."""
+
+    def __init__(self, caught: list):
+        self._caught = caught
+
+    def messages(self, subject: str | None = None) -> list[str]:
+        """Messages of alfnwb's warnings (of one pid or eid), once each, in the order raised."""
+        out = [str(w.message) for w in self._caught if issubclass(w.category, AlfNwbWarning)]
+        if subject is not None:
+            out = [m for m in out if warning_subject(m) == subject]
+        return list(dict.fromkeys(out))
+
+
+@contextlib.contextmanager
+def recorded_warnings(strict: bool = False):
+    """Record alfnwb's warnings raised inside (to write them into the file) and pass every warning on.
+
+    Parameters
+    ----------
+    strict : bool
+        Raise alfnwb's warnings as errors instead (``--strict``).
+
+    Yields
+    ------
+    WarningLog
+        Filled as warnings are raised.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('error' if strict else 'always', AlfNwbWarning)
+        try:
+            yield WarningLog(caught)
+        finally:
+            pending = list(caught)
+    for w in pending:  # shown by whoever listens outside (the command line, pytest, the user)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)

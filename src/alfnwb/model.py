@@ -14,9 +14,12 @@ True
 from __future__ import annotations
 
 import datetime
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
+
+from .errors import DataWarning
 
 __all__ = ['HISTOLOGY_LEVELS', 'SAMPLING_FREQUENCY', 'KILOSORT25', 'UNREVISIONED', 'Provenance', 'ProbeData', 'SessionData']
 
@@ -46,6 +49,7 @@ class Provenance:
     alfnwb_version: str = ''
     ibllib_version: str = ''
     one_version: str = ''
+    warnings: str = ''  # every degradation of this probe's export, one per line
 
     def to_dict(self) -> dict:
         """The record as a dict of str (the provenance table's row)."""
@@ -98,6 +102,12 @@ class ProbeData:
             return pd.DataFrame(index=np.arange(n))
         m = m.reset_index(drop=True)
         if 'cluster_id' in m:
+            ids = np.asarray(m['cluster_id'])
+            if not np.array_equal(ids, np.arange(n)):
+                warnings.warn(DataWarning(
+                    f'insertion {self.provenance.pid}: clusters.metrics has {len(m)} rows for {n} clusters: '
+                    f'reindexed by cluster_id, {int(np.isin(np.arange(n), ids, invert=True).sum())} clusters '
+                    'without metrics (NaN)'), stacklevel=2)
             m = m.set_index('cluster_id').reindex(np.arange(n))
         m.index = np.arange(n)
         return m

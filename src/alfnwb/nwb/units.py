@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from ..errors import DataWarning
 from ..kernels import group_spikes
 from ..model import ProbeData
 from . import layout
@@ -45,8 +46,8 @@ def _unit_electrodes(probe: ProbeData, offset: int):
     if has.all():
         return reordered + offset, np.arange(1, n + 1) * k, templates
     # units whose template channels miss the peak: the peak is prepended, no templates written
-    warnings.warn(f'insertion {probe.provenance.pid}: clusters.waveformsChannels misses the peak channel of '
-                  f'{int((~has).sum())} clusters; waveform_mean not written')
+    warnings.warn(DataWarning(f'insertion {probe.provenance.pid}: clusters.waveformsChannels misses the peak '
+                              f'channel of {int((~has).sum())} clusters; waveform_mean not written'))
     full = np.concatenate([peak[:, None], reordered], axis=1)
     keep = np.ones_like(full, dtype=bool)
     keep[has, 0] = False  # there the reordered list already starts with the peak
@@ -143,17 +144,26 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
                 for c in layout.UNIT_INFO]
     n_units = sum(p.n_clusters for p in probes)
     columns += _metric_columns([p.cluster_metrics() for p in probes], n_units)
-    columns, kwargs = _waveform_mean(columns, [t for _, _, t in electrodes], compression)
+    columns, kwargs = _waveform_mean(columns, probes, [t for _, _, t in electrodes], compression)
     nwbfile.units = Units(name='units', description=layout.UNITS.description,
                           id=ElementIdentifiers(name='id', data=np.arange(n_units, dtype=np.int64)), columns=columns,
                           resolution=1 / layout.WAVEFORM_RATE, electrode_table=nwbfile.electrodes, **kwargs)
 
 
-def _waveform_mean(columns: list, templates: list, compression: str | None) -> tuple[list, dict]:
-    """Add ``waveform_mean`` when every probe has templates of one shape."""
+def _waveform_mean(columns: list, probes: list[ProbeData], templates: list,
+                   compression: str | None) -> tuple[list, dict]:
+    """Add ``waveform_mean`` when every probe has templates of one shape (one column for all probes)."""
     from hdmf.common import VectorData
 
-    if not templates or any(t is None for t in templates) or len({t.shape[1:] for t in templates}) != 1:
+    if not templates or any(t is None for t in templates):
+        return columns, {}  # a probe without templates: _unit_electrodes said why, if it was a defect
+    shapes = [t.shape[1:] for t in templates]
+    if len(set(shapes)) != 1:
+        for probe, shape in zip(probes, shapes):
+            warnings.warn(DataWarning(
+                f'insertion {probe.provenance.pid}: clusters.waveforms is {shape[0]} samples x {shape[1]} channels, '
+                f'other probes of the file differ ({", ".join(sorted({f"{a}x{b}" for a, b in shapes}))}): '
+                'waveform_mean not written for any probe (the templates stay in the analyzer extension)'))
         return columns, {}
     wf = np.concatenate(templates).astype(np.float32) * np.float32(1e6)  # V -> uV
     columns = columns + [VectorData(name='waveform_mean', description=layout.UNITS['waveform_mean'].description,
