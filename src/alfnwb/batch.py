@@ -117,7 +117,7 @@ def plan_jobs(one, pids: Iterable[str] | None = None, eids: Iterable[str] | None
     list of Job
         Ids that cannot be resolved become jobs with ``error`` set: they are reported, not fatal.
     """
-    from .loading import _insertions, resolve_pid, session_metadata, session_probes
+    from .loading import insertions_table as _insertions, resolve_pid, session_metadata, session_probes
 
     if sum(x is not None and x is not False for x in (pids, eids, all_insertions or None)) != 1:
         raise AlfNwbError('give exactly one of pids, eids or all insertions')
