@@ -25,6 +25,7 @@ from __future__ import annotations
 # ONE
 # ---------------------------------------------------------------------------------------------------
 
+# Relies on: One._cache (private attribute). Written against ONE-api 3.6.1; pyproject bounds ONE-api <4.
 def one_insertions_table(one):
     """The insertions table of ONE's in-memory cache (as read from ``insertions.pqt``), or None.
 
@@ -43,6 +44,8 @@ def one_insertions_table(one):
 # brainbox (ibllib)
 # ---------------------------------------------------------------------------------------------------
 
+# Relies on: subclassing brainbox.io.one.SpikeSortingLoader, overriding load_channels, and its files/pid/one/
+# histology attributes. Written against ibllib 4.1.0; pyproject bounds ibllib <5.
 def spike_sorting_loader_class():
     """brainbox's ``SpikeSortingLoader``, with the Alyx histology look-up tolerant of an offline database.
 
