@@ -15,7 +15,7 @@ import json
 import shutil
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -117,41 +117,71 @@ def plan_jobs(one, pids: Iterable[str] | None = None, eids: Iterable[str] | None
     list of Job
         Ids that cannot be resolved become jobs with ``error`` set: they are reported, not fatal.
     """
-    from .loading import _insertions, resolve_pid, session_metadata, session_probes
-
     if sum(x is not None and x is not False for x in (pids, eids, all_insertions or None)) != 1:
         raise AlfNwbError('give exactly one of pids, eids or all insertions')
     if all_insertions:
-        table = _insertions(one)
-        if table is None or len(table) == 0:
-            raise NotFoundError('the ONE cache has no insertions table (insertions.pqt)')
-        pids = table.reset_index()['id'].astype(str).tolist()
+        pids = _all_pids(one)
     per = per or ('session' if eids is not None else 'insertion')
     if per not in ('insertion', 'session'):
         raise AlfNwbError(f'per must be insertion or session, not {per!r}')
+    subject = _subject_lookup(one)
+    targets, failed = _resolve_targets(one, pids or [], eids or [], per, subject)
+    return failed + _target_jobs(targets, per, subject)
+
+
+def _all_pids(one) -> list[str]:
+    """Every insertion id of the ONE cache's insertions table (:class:`NotFoundError` if it has none)."""
+    from .loading import insertions_table
+
+    table = insertions_table(one)
+    if table is None or len(table) == 0:
+        raise NotFoundError('the ONE cache has no insertions table (insertions.pqt)')
+    return table['id'].astype(str).tolist()
+
+
+def _subject_lookup(one) -> Callable[[str], str]:
+    """A function eid -> subject nickname that asks ONE once per session."""
+    from .loading import session_metadata
+
     subjects: dict[str, str] = {}
 
-    def subject(eid):
+    def subject(eid: str) -> str:
         if eid not in subjects:
             subjects[eid] = session_metadata(one, eid).subject
         return subjects[eid]
 
-    # (eid, pid, probe) of every insertion asked for
+    return subject
+
+
+def _resolve_targets(one, pids: Iterable[str], eids: Iterable[str], per: str,
+                     subject: Callable[[str], str]) -> tuple[list[tuple[str, str, str]], list[Job]]:
+    """The (eid, pid, probe) of every insertion asked for, and the failed jobs of ids that do not resolve.
+
+    With ``per='session'``, a session is one target ``(eid, '', '')``.
+    """
+    from .loading import resolve_pid, session_probes
+
     targets: list[tuple[str, str, str]] = []
-    jobs: list[Job] = []
-    for pid in (pids or []):
+    failed: list[Job] = []
+    for pid in pids:
         try:
             eid, probe = resolve_pid(one, pid)
             targets.append((eid, pid, probe))
         except AlfNwbError as e:
-            jobs.append(Job(key=pid, kind='pid', pid=pid, error=str(e)))
-    for eid in (eids or []):
+            failed.append(Job(key=pid, kind='pid', pid=pid, error=str(e)))
+    for eid in eids:
         try:
             subject(eid)
             targets += [(eid, pid, probe) for pid, probe in session_probes(one, eid)] if per == 'insertion' \
                 else [(eid, '', '')]
         except AlfNwbError as e:
-            jobs.append(Job(key=eid, kind='eid', eid=eid, error=str(e)))
+            failed.append(Job(key=eid, kind='eid', eid=eid, error=str(e)))
+    return targets, failed
+
+
+def _target_jobs(targets: list[tuple[str, str, str]], per: str, subject: Callable[[str], str]) -> list[Job]:
+    """One job per distinct insertion (``per='insertion'``) or session, with its DANDI path."""
+    jobs: list[Job] = []
     seen = set()
     for eid, pid, probe in targets:
         key = pid if per == 'insertion' else eid
@@ -329,14 +359,41 @@ def run_batch(jobs: list[Job], dandiset_dir: str | Path, one_args: dict, *, work
     """
     t0 = time.perf_counter()
     root = Path(dandiset_dir)
+    manifest_path = _prepare_dandiset(root)
+    rows = {str(r['key']): r for _, r in _load_manifest(manifest_path).iterrows()}
+    todo = _jobs_to_run(jobs, rows, root)
+    _save_manifest(pd.DataFrame(list(rows.values())), manifest_path)
+
+    export_kwargs = dict(export_kwargs or {})
+    executor, own_executor = _open_executor(client, scheduler, workers)
+    attempts = {j.key: int(rows[j.key]['attempts']) if j.key in rows else 0 for j in todo}
+    bar = _progress_bar(len(todo), progress)
+    try:
+        _run_rounds(todo, attempts, rows, manifest_path, executor, root, one_args, export_kwargs, validate,
+                    retries, bar)
+    finally:
+        bar.close()
+        if own_executor is not None:
+            _close_executor(own_executor)
+    return _finish_report(root, rows, jobs, t0)
+
+
+def _prepare_dandiset(root: Path) -> Path:
+    """Create the dandiset folder (with ``dandiset.yaml``) and its state folder, remove what a killed
+    run left, and return the manifest's path."""
     ensure_dandiset_yaml(root)
     state = root / STATE_DIR
     state.mkdir(exist_ok=True)
     _clean_partials(root)
-    manifest_path = state / MANIFEST
-    manifest = _load_manifest(manifest_path)
-    rows = {str(r['key']): r for _, r in manifest.iterrows()}
-    report = BatchReport(dandiset_dir=root, manifest=manifest)
+    return state / MANIFEST
+
+
+def _jobs_to_run(jobs: list[Job], rows: dict[str, pd.Series], root: Path) -> list[Job]:
+    """The jobs still to run; updates ``rows`` (manifest rows by key) for the others.
+
+    A job that failed at planning is recorded as failed (one more attempt); a job done earlier, whose
+    file is still there with the recorded size and path, is recorded as skipped.
+    """
     todo = []
     for job in jobs:
         prev = rows.get(job.key)
@@ -350,9 +407,19 @@ def run_batch(jobs: list[Job], dandiset_dir: str | Path, one_args: dict, *, work
             rows[job.key]['status'] = 'skipped'
             continue
         todo.append(job)
-    _save_manifest(pd.DataFrame(list(rows.values())), manifest_path)
+    return todo
 
-    export_kwargs = dict(export_kwargs or {})
+
+def _open_executor(client, scheduler: str | None, workers: int) -> tuple[Executor | None, object | None]:
+    """Where the jobs run, and what this run opened itself (to close at the end).
+
+    Returns
+    -------
+    executor : concurrent.futures.Executor or None
+        The Dask client's executor, a local process pool (``workers > 1``), or None (this process).
+    own : distributed.Client or ProcessPoolExecutor or None
+        The client or pool created here, None if the caller's ``client`` is used or nothing was created.
+    """
     own_executor = None
     if client is None and scheduler:
         try:
@@ -373,46 +440,57 @@ def run_batch(jobs: list[Job], dandiset_dir: str | Path, one_args: dict, *, work
         own_executor = executor
     else:
         executor = None
+    return executor, own_executor
 
-    attempts = {j.key: int(rows[j.key]['attempts']) if j.key in rows else 0 for j in todo}
-    bar = _progress_bar(len(todo), progress)
-    try:
-        pending = list(todo)
-        round_ = 0
-        while pending:
-            results = _run_round(pending, executor, root, one_args, export_kwargs, validate, bar)
-            retry = []
-            for job, row in results:
-                attempts[job.key] += 1
-                row['attempts'] = attempts[job.key]
-                row['finished'] = _now()
-                rows[job.key] = pd.Series(row)
-                _save_manifest(pd.DataFrame(list(rows.values())), manifest_path)
-                if row['status'] == 'failed' and row['error'].startswith('internal error') and round_ < retries:
-                    retry.append(job)
-            pending, round_ = retry, round_ + 1
-            if pending:
-                bar.total += len(pending)
-                bar.refresh()
-    finally:
-        bar.close()
-        if own_executor is not None:
-            if isinstance(own_executor, ProcessPoolExecutor):
-                own_executor.shutdown(wait=True, cancel_futures=True)
-            else:
-                own_executor.close()
 
+def _close_executor(own_executor) -> None:
+    """Shut down a process pool (cancelling what has not started) or close a Dask client."""
+    if isinstance(own_executor, ProcessPoolExecutor):
+        own_executor.shutdown(wait=True, cancel_futures=True)
+    else:
+        own_executor.close()
+
+
+def _run_rounds(todo: list[Job], attempts: dict[str, int], rows: dict[str, pd.Series], manifest_path: Path,
+                executor: Executor | None, root: Path, one_args: dict, export_kwargs: dict, validate: bool,
+                retries: int, bar) -> None:
+    """Run the jobs, then again (up to ``retries`` times) those that failed with an internal error.
+
+    ``attempts`` (attempts so far, by key) is counted up; each result goes into ``rows`` and the
+    manifest is saved after each one.
+    """
+    pending = list(todo)
+    round_ = 0
+    while pending:
+        results = _run_round(pending, executor, root, one_args, export_kwargs, validate, bar)
+        retry = []
+        for job, row in results:
+            attempts[job.key] += 1
+            row['attempts'] = attempts[job.key]
+            row['finished'] = _now()
+            rows[job.key] = pd.Series(row)
+            _save_manifest(pd.DataFrame(list(rows.values())), manifest_path)
+            if row['status'] == 'failed' and row['error'].startswith('internal error') and round_ < retries:
+                retry.append(job)
+        pending, round_ = retry, round_ + 1
+        if pending:
+            bar.total += len(pending)
+            bar.refresh()
+
+
+def _finish_report(root: Path, rows: dict[str, pd.Series], jobs: list[Job], t0: float) -> BatchReport:
+    """The report of this run's jobs (the manifest holds every run's), also written to ``report.json``."""
     final = pd.DataFrame(list(rows.values())).reindex(columns=MANIFEST_COLUMNS)
     keys = [j.key for j in jobs]
     this_run = final[final['key'].isin(keys)]
-    report.manifest = final
+    report = BatchReport(dandiset_dir=root, manifest=final)
     report.done = int((this_run['status'] == 'done').sum())
     report.skipped = int((this_run['status'] == 'skipped').sum())
     failed = this_run[this_run['status'] == 'failed']
     report.failed = len(failed)
     report.failures = dict(zip(failed['key'], failed['error']))
     report.duration_s = time.perf_counter() - t0
-    (state / REPORT).write_text(json.dumps({
+    (root / STATE_DIR / REPORT).write_text(json.dumps({
         'dandiset_dir': str(root), 'done': report.done, 'skipped': report.skipped, 'failed': report.failed,
         'failures': report.failures, 'duration_s': round(report.duration_s, 1), 'finished': _now(),
     }, indent=1))

@@ -6,9 +6,12 @@ exactly as ``dandi organize`` does, and a path built from them never leaves the 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import AlfNwbError, OutputError
 
@@ -80,20 +83,48 @@ def validate_nwb(path: str | Path) -> dict:
         ``errors`` and ``warnings`` (counts: DANDI's ERROR and above, WARNING) and ``messages``
         (``SEVERITY id: message`` lines, errors first).
     """
-    from dandi.validate._core import validate
-    from dandi.validate._types import Severity
+    from dandi.validate import Severity
 
     errors, warnings, messages = 0, 0, []
-    for r in validate(str(path)):
-        sev = r.severity if r.severity is not None else Severity.ERROR
+    for severity, id_, message in _dandi_validation(path):
+        sev = severity if severity is not None else Severity.ERROR
         if sev >= Severity.ERROR:
             errors += 1
         elif sev >= Severity.WARNING:
             warnings += 1
         else:
             continue
-        messages.append((-int(sev), f'{sev.name} {r.id}: {(r.message or "").strip()}'))
+        messages.append((-int(sev), f'{sev.name} {id_}: {(message or "").strip()}'))
     return {'errors': errors, 'warnings': warnings, 'messages': [m for _, m in sorted(messages)]}
+
+
+def _dandi_validation(path: str | Path) -> Iterator[tuple[Any, str, str | None]]:
+    """(severity, id, message) of every result ``dandi validate PATH`` reports, through dandi's public API.
+
+    What ``dandi validate`` (``dandi.validate._core.validate``, private) does for one path, built from
+    the public ``dandi.files.find_dandi_files`` and ``DandiFile.get_validation_errors``: an error when
+    no ``dandiset.yaml`` is above the path, an error for a broken symlink (dandi's default
+    ``--missing-file-content=error``), otherwise each file's validation results, each result once.
+    """
+    from dandi.consts import dandiset_metadata_file
+    from dandi.files import find_dandi_files
+    from dandi.utils import find_parent_directory_containing
+    from dandi.validate import Severity
+
+    p = os.path.abspath(path)
+    dandiset_path = find_parent_directory_containing(dandiset_metadata_file, p)
+    if dandiset_path is None:
+        yield Severity.ERROR, 'DANDI.NO_DANDISET_FOUND', 'Path is not inside a Dandiset'
+    for df in find_dandi_files(p, dandiset_path=dandiset_path):
+        filepath = df.filepath
+        if filepath.is_symlink() and not filepath.exists():
+            yield Severity.ERROR, 'DANDI.FILE_CONTENT_MISSING', (
+                f'File content is not available (broken symlink: {filepath} -> {os.readlink(filepath)}). '
+                f'Use --missing-file-content=skip or --missing-file-content=only-non-data to handle gracefully.')
+            continue
+        results = df.get_validation_errors()
+        for r in {id(r): r for r in results}.values():  # dandi reports each result object once
+            yield r.severity, r.id, r.message
 
 
 def upload(folder: str | Path, instance: str = 'dandi', extra_args: list[str] | None = None) -> int:

@@ -160,9 +160,14 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         written = tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ()
         nwbfile = build_nwbfile(session, meta, compression=compression, analyzers=analyzers)
         path = write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir)
+    return _result(path, session, written)
+
+
+def _result(path: Path, session: SessionData, extensions: tuple) -> ExportResult:
+    """What :func:`export` wrote: the file, the session, its unit and electrode counts, per-probe provenance."""
     return ExportResult(path=path, session=session, n_units=sum(p.n_clusters for p in session.probes),
                         n_electrodes=sum(p.n_channels for p in session.probes),
-                        probes=[p.provenance for p in session.probes], extensions=written)
+                        probes=[p.provenance for p in session.probes], extensions=extensions)
 
 
 class _CallableModule(types.ModuleType):

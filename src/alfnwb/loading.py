@@ -11,15 +11,18 @@ import datetime
 import logging
 import pickle
 import uuid
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._compat import one_insertions_table, spike_sorting_loader_class
 from .errors import (AlfNwbError, AtlasRequiredError, HistologyError, InvalidDataError, NotFoundError,
                      SorterNotFoundError)
 from .model import HISTOLOGY_LEVELS, KILOSORT25, UNREVISIONED, ProbeData, Provenance, SessionData
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _logger = logging.getLogger(__name__)
 
@@ -128,39 +131,21 @@ def _choose_sorting(one, eid: str, probe: str, pid: str, spike_sorter: str | Non
     return sorter, _sorter_collection(sorter, probe), one_revision
 
 
-def _loader_class():
-    """SpikeSortingLoader, with the Alyx histology look-up tolerant of an offline database."""
-    import requests
-    from brainbox.io.one import SpikeSortingLoader
-    from one.alf import io as alfio
+def insertions_table(one) -> pd.DataFrame | None:
+    """The ONE cache's insertions table (from ``insertions.pqt``), or None if it has none.
 
-    class _Loader(SpikeSortingLoader):
-        def load_channels(self, **kwargs):
-            try:
-                return super().load_channels(**kwargs)
-            except AlfNwbError:
-                raise
-            except (requests.exceptions.ConnectionError, IndexError, KeyError) as e:
-                ids_file = next((f for f in self.files.get('channels', [])
-                                 if 'brainLocationIds_ccf_2017' in f.name), None)
-                if ids_file is not None:  # alf-level histology that brainbox could not look up
-                    from .atlas import region_columns
+    Parameters
+    ----------
+    one : one.api.One
+        Any ONE instance.
 
-                    region_columns(np.load(ids_file, allow_pickle=False),
-                                   context=f'insertion {self.pid}: {ids_file.name}: ')
-                    raise InvalidDataError(f'insertion {self.pid}: {ids_file.name}: cannot be read ({e})') from None
-                # A local OneAlyx whose REST cache has no record of this insertion: no histology.
-                warnings.warn(f'insertion {self.pid}: Alyx histology records unavailable ({type(e).__name__}); '
-                              f'exporting without channel locations')
-                self.histology = ''
-                return alfio.load_object(self.files['channels'], wildcards=self.one.wildcards)
-
-    return _Loader
-
-
-def _insertions(one):
-    """The cache's insertions table (from insertions.pqt) with str eid/id columns, or None."""
-    table = one._cache.get('insertions') if hasattr(one, '_cache') else None
+    Returns
+    -------
+    pandas.DataFrame or None
+        One row per insertion with ``eid`` and ``id`` as str columns (plus ``name``, ``model``, ...);
+        None when the cache holds no insertions table or an empty one.
+    """
+    table = one_insertions_table(one)
     if table is None or not len(table):
         return None
     table = table.reset_index()
@@ -184,7 +169,7 @@ def resolve_pid(one, pid: str) -> tuple[str, str]:
             eid, name = one.pid2eid(pid)
         except NotImplementedError:
             pass
-    if eid is None and (table := _insertions(one)) is not None:
+    if eid is None and (table := insertions_table(one)) is not None:
         hit = table[table['id'] == pid]
         if len(hit):
             eid, name = hit['eid'].iloc[0], hit['name'].iloc[0]
@@ -202,7 +187,7 @@ def session_probes(one, eid: str) -> list[tuple[str, str]]:
             pids, names = one.eid2pid(eid)
         except NotImplementedError:
             pass
-    if pids is None and (table := _insertions(one)) is not None:
+    if pids is None and (table := insertions_table(one)) is not None:
         sel = table[table['eid'] == eid]
         pids, names = list(sel['id']), list(sel['name'])
     if not pids:
@@ -342,6 +327,33 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
     """
     if min_histology not in HISTOLOGY_LEVELS:
         raise HistologyError(f'unknown histology level {min_histology!r}: one of {", ".join(HISTOLOGY_LEVELS)}')
+    pid, eid, probe = _resolve_insertion(one, pid, eid, probe)
+    sorter, collection, one_revision = _choose_sorting(one, eid, probe, pid, spike_sorter, revision)
+    loader = spike_sorting_loader_class()(one=one, eid=eid, pname=probe,
+                                          atlas=atlas if atlas is not None else _NoVolumeAtlas(pid))
+    loader.pid = pid
+    _refuse_unreadable_files(one, eid, pid, collection, one_revision)
+    spikes, clusters, channels = _load_spike_sorting(loader, one, eid, pid, sorter, collection, one_revision,
+                                                     check_hash)
+    loaded_rev = _loaded_revision(loader, pid, collection, revision)
+    histology = _histology_level(loader, pid, min_histology)
+    channels = _normalise_channels(channels, _alf_raw_ind(loader, channels), pid)
+    spikes = {k: np.asarray(v) for k, v in spikes.items()}
+    clusters = _normalise_clusters(clusters)
+    _check(pid, spikes, clusters, channels, collection)
+    prov = Provenance(pid=pid, eid=str(eid), probe=probe, spike_sorter=sorter, collection=collection,
+                      revision=loaded_rev, histology=histology, model=_probe_model(one, pid), **_versions())
+    return ProbeData(provenance=prov, spikes=spikes, clusters=clusters, channels=channels)
+
+
+def _resolve_insertion(one, pid: str | None, eid: str | None, probe: str | None) -> tuple[str, str, str]:
+    """The (pid, eid, probe name) of an insertion given by its pid, or by its session and probe name.
+
+    Raises
+    ------
+    NotFoundError
+        Neither a pid nor both an eid and a probe name, an unknown pid, or no such probe in the session.
+    """
     if pid is not None:
         eid, probe = resolve_pid(one, pid)
     elif eid is None or probe is None:
@@ -352,14 +364,20 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
         if probe not in names:
             raise NotFoundError(f'session {eid}: no probe named {probe!r} (insertions: {", ".join(names) or "none"})')
         pid = names[probe]
-    pid = str(pid)
-    sorter, collection, one_revision = _choose_sorting(one, eid, probe, pid, spike_sorter, revision)
+    return str(pid), eid, probe
 
-    loader = _loader_class()(one=one, eid=eid, pname=probe, atlas=atlas if atlas is not None else _NoVolumeAtlas(pid))
-    loader.pid = pid
-    sorter_arg = '' if sorter == KILOSORT25 else sorter
-    # ONE loads .npy files with allow_pickle=True: a file holding Python objects would run code.
-    # Every file is checked (and refused if pickled, truncated or corrupt) before anything is loaded.
+
+def _refuse_unreadable_files(one, eid: str, pid: str, collection: str, one_revision: str | None) -> None:
+    """Download the collection (remote ONE) and refuse it if any file is pickled, truncated or corrupt.
+
+    ONE loads ``.npy`` files with ``allow_pickle=True``: a file holding Python objects would run code.
+    Every file is checked before anything is loaded.
+
+    Raises
+    ------
+    InvalidDataError
+        Naming the first unreadable file and why.
+    """
     if getattr(one, 'mode', 'local') != 'local':
         try:
             one.load_collection(eid, collection, revision=one_revision, download_only=True)
@@ -368,8 +386,20 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
     bad = corrupt_datasets(one, eid, collection, one_revision)
     if bad:
         raise InvalidDataError(f'insertion {pid}: {bad[0][0]}: {bad[0][1]}')
+
+
+def _load_spike_sorting(loader, one, eid: str, pid: str, sorter: str, collection: str, one_revision: str | None,
+                        check_hash: bool) -> tuple[dict, dict, dict]:
+    """``SpikeSortingLoader.load_spike_sorting``, with read failures turned into :class:`InvalidDataError`.
+
+    Returns
+    -------
+    tuple of dict
+        spikes, clusters and channels, as the loader returns them.
+    """
+    sorter_arg = '' if sorter == KILOSORT25 else sorter
     try:
-        spikes, clusters, channels = loader.load_spike_sorting(
+        return loader.load_spike_sorting(
             spike_sorter=sorter_arg, revision=one_revision, dataset_types=EXTRA_DATASETS, check_hash=check_hash)
     except AlfNwbError:
         raise
@@ -380,6 +410,16 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
             name, why = bad[0]
             raise InvalidDataError(f'insertion {pid}: {name}: {why}') from None
         raise InvalidDataError(f'insertion {pid}: cannot read {collection} ({e})') from None
+
+
+def _loaded_revision(loader, pid: str, collection: str, revision: str | None) -> str:
+    """The revision the loader actually read (``''``: unrevisioned), checked against what was asked.
+
+    Raises
+    ------
+    SorterNotFoundError
+        ``SpikeSortingLoader`` fell back to another collection or revision (it does so silently).
+    """
     loaded_coll = loader.collection
     if loaded_coll != collection:  # SpikeSortingLoader falls back silently; we do not
         raise SorterNotFoundError(f'insertion {pid}: asked for {collection}, the loader found {loaded_coll}')
@@ -388,17 +428,28 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
     if revision not in (None, 'default') and loaded_rev != ('' if revision in (UNREVISIONED, '') else revision):
         raise SorterNotFoundError(f'insertion {pid}: asked for revision {revision!r} of {collection}, '
                                   f'found {loaded_rev or UNREVISIONED}')
+    return loaded_rev
+
+
+def _histology_level(loader, pid: str, min_histology: str) -> str:
+    """The histology level the loader resolved, refused (:class:`HistologyError`) if below ``min_histology``."""
     histology = _level(loader.histology)
     if HISTOLOGY_LEVELS.index(histology) > HISTOLOGY_LEVELS.index(min_histology):
         raise HistologyError(f'insertion {pid}: histology level is {histology!r}, below the required '
                              f'{min_histology!r} (channels.brainLocationIds_ccf_2017 / Alyx trajectories)')
+    return histology
 
-    alf_channels = None
+
+def _alf_raw_ind(loader, channels: dict) -> dict | None:
+    """``channels.rawInd`` read from the ALF files when the loader's channels lack it, else None."""
     if 'rawInd' not in channels and loader.files.get('channels'):
         from one.alf import io as alfio
-        alf_channels = alfio.load_object(loader.files['channels'], attribute='rawInd')
-    channels = _normalise_channels(channels, alf_channels, pid)
-    spikes = {k: np.asarray(v) for k, v in spikes.items()}
+        return alfio.load_object(loader.files['channels'], attribute='rawInd')
+    return None
+
+
+def _normalise_clusters(clusters: dict) -> dict:
+    """Clusters with ``uuids`` as a str array and single-channel templates given back their channel axis."""
     clusters = dict(clusters)
     if 'uuids' in clusters:
         u = clusters['uuids']
@@ -411,14 +462,15 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
         wf = clusters.get('waveforms')
         if wf is not None and np.asarray(wf).ndim == 2 and np.asarray(wf).shape[0] == nc:
             clusters['waveforms'] = np.asarray(wf)[:, :, None]
-    _check(pid, spikes, clusters, channels, collection)
-    model = ''
-    if (table := _insertions(one)) is not None and 'model' in table:
+    return clusters
+
+
+def _probe_model(one, pid: str) -> str:
+    """The probe model of an insertion from the cache's insertions table (``''`` if unknown)."""
+    if (table := insertions_table(one)) is not None and 'model' in table:
         sel = table[table['id'] == pid]
-        model = str(sel['model'].iloc[0]) if len(sel) else ''
-    prov = Provenance(pid=pid, eid=str(eid), probe=probe, spike_sorter=sorter, collection=collection,
-                      revision=loaded_rev, histology=histology, model=model, **_versions())
-    return ProbeData(provenance=prov, spikes=spikes, clusters=clusters, channels=channels)
+        return str(sel['model'].iloc[0]) if len(sel) else ''
+    return ''
 
 
 def _check_file(path: Path) -> str | None:
