@@ -152,6 +152,21 @@ def insertions_table(one) -> pd.DataFrame | None:
     return table.assign(eid=table['eid'].astype(str), id=table['id'].astype(str))
 
 
+def _ask_alyx(one, method: str, arg: str):
+    """``one.pid2eid``/``one.eid2pid`` where the ONE object has them (a plain ``One`` has not).
+
+    None when it cannot answer: a local-mode ``OneAlyx`` without the record raises
+    ``NotImplementedError``, and the cache's insertions table is asked instead.
+    """
+    func = getattr(one, method, None)
+    if func is None:
+        return None
+    try:
+        return func(arg)
+    except NotImplementedError:
+        return None
+
+
 def resolve_pid(one, pid: str) -> tuple[str, str]:
     """Session id and probe name of an insertion, from Alyx or the cache's ``insertions`` table.
 
@@ -163,12 +178,7 @@ def resolve_pid(one, pid: str) -> tuple[str, str]:
         uuid.UUID(pid)
     except ValueError:
         raise NotFoundError(f'insertion {pid!r}: not a valid probe insertion id (UUID)') from None
-    eid = name = None
-    if hasattr(one, 'pid2eid'):
-        try:
-            eid, name = one.pid2eid(pid)
-        except NotImplementedError:
-            pass
+    eid, name = _ask_alyx(one, 'pid2eid', pid) or (None, None)
     if eid is None and (table := insertions_table(one)) is not None:
         hit = table[table['id'] == pid]
         if len(hit):
@@ -181,12 +191,7 @@ def resolve_pid(one, pid: str) -> tuple[str, str]:
 def session_probes(one, eid: str) -> list[tuple[str, str]]:
     """(pid, probe name) of every insertion of a session, sorted by name."""
     eid = str(eid)
-    pids = names = None
-    if hasattr(one, 'eid2pid'):
-        try:
-            pids, names = one.eid2pid(eid)
-        except NotImplementedError:
-            pass
+    pids, names = _ask_alyx(one, 'eid2pid', eid) or (None, None)
     if pids is None and (table := insertions_table(one)) is not None:
         sel = table[table['eid'] == eid]
         pids, names = list(sel['id']), list(sel['name'])

@@ -328,6 +328,16 @@ def _region_counts(units: pd.DataFrame, column: str) -> pd.DataFrame:
     return table.sort_values(['n_units', 'n_good', 'region'], ascending=[False, False, True], ignore_index=True)
 
 
+def _mapping_column(units: pd.DataFrame, mapping: str) -> tuple[str, str]:
+    """The mapping's name (case-insensitive) and the units column it reads."""
+    key = {k.lower(): k for k in MAPPINGS}.get(str(mapping).lower())
+    if key is None:
+        raise AlfNwbError(f"plot_regions: unknown mapping {mapping!r}; use one of {', '.join(MAPPINGS)}")
+    if MAPPINGS[key] not in units:
+        raise AlfNwbError(f'plot_regions: the units have no {MAPPINGS[key]!r} column (needed by mapping {key})')
+    return key, MAPPINGS[key]
+
+
 def plot_regions(units: pd.DataFrame, output: str | Path = 'regions.png', mapping: str = 'Allen',
                  top: int = 30) -> Path:
     """Horizontal bar chart of units per brain region: all units, of which good ones.
@@ -365,15 +375,9 @@ def plot_regions(units: pd.DataFrame, output: str | Path = 'regions.png', mappin
     """
     from matplotlib.figure import Figure
 
-    names = {k.lower(): k for k in MAPPINGS}
-    key = names.get(str(mapping).lower())
-    if key is None:
-        raise AlfNwbError(f"plot_regions: unknown mapping {mapping!r}; use one of {', '.join(MAPPINGS)}")
+    key, column = _mapping_column(units, mapping)
     if int(top) < 1:
         raise AlfNwbError(f'plot_regions: top={top}; draw at least one region')
-    column = MAPPINGS[key]
-    if column not in units:
-        raise AlfNwbError(f'plot_regions: the units have no {column!r} column (needed by mapping {key})')
     table = _region_counts(units, column)
     shown = table.head(int(top))
 
