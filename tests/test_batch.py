@@ -187,7 +187,8 @@ def test_per_session(bcache, tmp_path):
     report = run_batch(jobs, tmp_path / 'ds', {'cache_dir': str(bcache.cache_dir)}, progress=False, validate=False)
     assert report.done == 1
     with h5py.File(tmp_path / 'ds' / jobs[0].relpath, 'r') as f:
-        assert set(f['general/devices']) == {'probe00', 'probe01'}
+        assert set(f['general/devices']) == {'probe00', 'probe01', 'models'}  # models: their DeviceModels
+        assert set(f['general/devices/models']) == {'Neuropixels 3B2', 'Neuropixels NP2.4'}
 
 
 def test_resume_after_kill9(bcache, serial, tmp_path):

@@ -14,7 +14,7 @@ The analyzer is in memory and knows no NWB: :mod:`alfnwb.nwb.analyzer` writes it
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -164,7 +164,8 @@ def _templates_or_none(probe: ProbeData, names: tuple[str, ...]) -> np.ndarray |
 
 
 def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = None, recording=None,
-                   extension_params: dict | None = None, n_jobs: int = 1):
+                   extension_params: dict | None = None, n_jobs: int = 1,
+                   progress: Callable[[str], None] | None = None):
     """Build an in-memory SortingAnalyzer of one probe from its ALF data.
 
     Parameters
@@ -179,6 +180,8 @@ def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = No
         Per-extension SpikeInterface parameters replacing :data:`DEFAULT_PARAMS`.
     n_jobs : int
         Processes for the raw-data extensions.
+    progress : callable, optional
+        Called with ``'<probe>: <extension>'`` as each extension starts.
 
     Returns
     -------
@@ -199,6 +202,8 @@ def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = No
                        clusters=clusters, fs=fs, recording=recording, n_jobs=n_jobs,
                        dense=_templates_or_none(probe, names))
     for name in names:
+        if progress is not None:
+            progress(f'{probe.provenance.probe}: {name}')
         REGISTRY[name].build(ctx)
     return analyzer
 

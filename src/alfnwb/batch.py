@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .dandi import ensure_dandiset_yaml, inside, nwb_relpath
-from .errors import AlfNwbError, NotFoundError
+from .errors import AlfNwbError, AlfNwbWarning, NotFoundError
 from .fileio import write_parquet_atomic
 
 __all__ = ['Job', 'BatchReport', 'read_id_list', 'plan_jobs', 'run_job', 'run_batch', 'MANIFEST_COLUMNS']
@@ -36,7 +36,7 @@ REPORT = 'report.json'
 #: Columns of the manifest (one row per job, keyed by ``key``: the pid, or the eid of a session job).
 MANIFEST_COLUMNS = ['key', 'kind', 'eid', 'pid', 'probe', 'subject', 'status', 'path', 'size', 'duration_s',
                     'spike_sorter', 'revision', 'histology', 'n_units', 'inspector_critical', 'dandi_errors',
-                    'dandi_warnings', 'validation', 'error', 'attempts', 'finished']
+                    'dandi_warnings', 'validation', 'warnings', 'error', 'attempts', 'finished']
 
 
 @dataclass
@@ -63,6 +63,7 @@ class BatchReport:
     skipped: int = 0
     failed: int = 0
     failures: dict = field(default_factory=dict)  # key -> error
+    warnings: dict = field(default_factory=dict)  # key -> degradations of that file (also in the manifest)
     duration_s: float = 0.0
 
     @property
@@ -70,10 +71,14 @@ class BatchReport:
         return self.failed == 0
 
     def summary(self) -> str:
-        lines = [f'{self.done} exported, {self.skipped} already done (skipped), {self.failed} failed '
-                 f'in {self.duration_s:.0f} s -> {self.dandiset_dir}']
+        n_warnings = sum(len(w) for w in self.warnings.values())
+        lines = [f'{self.done} exported, {self.skipped} already done (skipped), {self.failed} failed, '
+                 f'{n_warnings} warning(s) in {len(self.warnings)} file(s) in {self.duration_s:.0f} s '
+                 f'-> {self.dandiset_dir}']
         for key, err in self.failures.items():
             lines.append(f'  FAILED {key}: {err}')
+        for key, messages in self.warnings.items():
+            lines += [f'  WARNING {key}: {m}' for m in messages]
         return '\n'.join(lines)
 
 
@@ -237,7 +242,8 @@ def run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, v
         tmp = root / STATE_DIR / 'tmp'
         tmp.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
+            # alfnwb's own warnings go into the file and this row; the parent shows each once
+            warnings.filterwarnings('ignore', category=AlfNwbWarning)
             one = _worker_one(one_args)
             kw = dict(export_kwargs)
             if job['kind'] == 'pid':
@@ -248,7 +254,8 @@ def run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, v
         row.update(size=out.stat().st_size, n_units=result.n_units,
                    spike_sorter=','.join(p.spike_sorter for p in provs),
                    revision=','.join(p.revision or 'unrevisioned' for p in provs),
-                   histology=','.join(p.histology for p in provs))
+                   histology=','.join(p.histology for p in provs),
+                   warnings='\n'.join(p.warnings for p in provs if p.warnings))
         row['status'] = 'done'
         if validate:
             row.update(_validate(out))
@@ -257,6 +264,8 @@ def run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, v
                 row['error'] = f'validation failed: {row["validation"].splitlines()[0]}'
     except AlfNwbError as e:
         row['error'] = str(e)
+    except AlfNwbWarning as e:  # a degradation refused by strict=True (--strict)
+        row['error'] = f'{e} (strict)'
     except Exception as e:  # noqa: BLE001 - one bad insertion never stops the batch
         row['error'] = f'internal error: {type(e).__name__}: {e}'
         row['traceback'] = traceback.format_exc(limit=8)
@@ -470,6 +479,7 @@ def _run_rounds(todo: list[Job], attempts: dict[str, int], rows: dict[str, pd.Se
             row['finished'] = _now()
             rows[job.key] = pd.Series(row)
             _save_manifest(pd.DataFrame(list(rows.values())), manifest_path)
+            _show_warnings(row.get('warnings', ''))
             if row['status'] == 'failed' and row['error'].startswith('internal error') and round_ < retries:
                 retry.append(job)
         pending, round_ = retry, round_ + 1
@@ -489,10 +499,13 @@ def _finish_report(root: Path, rows: dict[str, pd.Series], jobs: list[Job], t0: 
     failed = this_run[this_run['status'] == 'failed']
     report.failed = len(failed)
     report.failures = dict(zip(failed['key'], failed['error']))
+    warned = this_run['warnings'].fillna('').astype(str)
+    report.warnings = {k: w.splitlines() for k, w in zip(this_run['key'], warned) if w}
     report.duration_s = time.perf_counter() - t0
     (root / STATE_DIR / REPORT).write_text(json.dumps({
         'dandiset_dir': str(root), 'done': report.done, 'skipped': report.skipped, 'failed': report.failed,
-        'failures': report.failures, 'duration_s': round(report.duration_s, 1), 'finished': _now(),
+        'failures': report.failures, 'warnings': report.warnings, 'duration_s': round(report.duration_s, 1),
+        'finished': _now(),
     }, indent=1))
     return report
 
@@ -516,6 +529,14 @@ def _run_round(jobs, executor, root, one_args, export_kwargs, validate, bar):
                    f'{type(e).__name__}: {e}'}
         bar.update(1)
         yield job, row
+
+
+def _show_warnings(text: str) -> None:
+    """A job's degradations (recorded in its file and manifest row), raised again here for the user."""
+    import warnings
+
+    for line in filter(None, str(text or '').splitlines()):
+        warnings.warn(AlfNwbWarning(line), stacklevel=2)
 
 
 def _progress_bar(total: int, enabled: bool):

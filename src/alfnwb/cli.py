@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import AlfNwbError
+from .errors import AlfNwbError, AlfNwbWarning
 
 HISTOLOGY_CHOICES = ('alf', 'resolved', 'aligned', 'traced', 'none')
 
@@ -81,6 +81,8 @@ def _print_info(summary: dict) -> None:
         print(f'    {p["channels"]} channels in {p["channel_regions"]} regions; {p["units"]} units '
               f'({p["good_units"]} good); units by region: {regions or "-"}')
         print(f'    analyzer extensions: {", ".join(p.get("extensions", [])) or "none"}')
+        for line in str(p.get('warnings') or '').splitlines():
+            print(f'    warning: {line}')
 
 
 def _extension_params(args) -> dict:
@@ -110,12 +112,11 @@ def cmd_export(args, progress):
 
         progress('loading the Allen atlas (downloads its volumes once)')
         atlas = AllenAtlas()
-    progress(f'loading {"insertion " + args.pid if args.pid else "session " + args.eid} and writing {args.output}')
     result = export(one, args.output, pid=args.pid, eid=args.eid, probe=args.probe, spike_sorter=args.spike_sorter,
                     revision=args.revision, min_histology=args.min_histology, atlas=atlas, metadata=args.metadata,
                     overwrite=args.overwrite, compression=None if args.compression == 'none' else args.compression,
                     extensions=args.extensions, raw=args.raw, n_jobs=args.jobs,
-                    extension_params=_extension_params(args))
+                    extension_params=_extension_params(args), strict=args.strict, progress=progress)
     progress('done')
     for p in result.probes:
         print(f'{p.probe}: pid {p.pid}  {p.collection}  revision {p.revision or "unrevisioned"}  histology {p.histology}')
@@ -144,7 +145,8 @@ def cmd_batch(args, progress):
         one_args.update(base_url=args.base_url, mode='remote' if args.mode == 'remote' else 'local')
     export_kwargs = {'spike_sorter': args.spike_sorter, 'revision': args.revision,
                      'min_histology': args.min_histology, 'extensions': args.extensions,
-                     'compression': None if args.compression == 'none' else args.compression}
+                     'compression': None if args.compression == 'none' else args.compression,
+                     'strict': args.strict}
     report = run_batch(jobs, args.dandiset_dir, one_args, workers=args.workers, scheduler=args.scheduler,
                        validate=args.validate, retries=args.retries, export_kwargs=export_kwargs,
                        progress=not args.quiet)
@@ -250,17 +252,27 @@ def cmd_demo(args, progress):
     one = One(cache_dir=cache_dir, mode='local')
     path = out / f'sub-{session.subject}_ses-{session.eid}_ecephys.nwb'
     progress(f'exporting session {session.eid} ({len(session.probes)} probes)')
-    export(one, path, eid=session.eid, overwrite=True)
+    export(one, path, eid=session.eid, overwrite=True, strict=args.strict, progress=progress)
     progress('done')
     print(f'wrote {path.resolve()}')
     _print_info(info(path))
     return 0
 
 
+def _add_run_options(p) -> None:
+    """--strict and --quiet after the command too (``alfnwb export --strict ...``)."""
+    p.add_argument('--strict', action='store_true', default=argparse.SUPPRESS,
+                   help='fail on any degradation (data left out, a fallback taken) instead of warning')
+    p.add_argument('--quiet', action='store_true', default=argparse.SUPPRESS,
+                   help='no progress messages (warnings are still shown)')
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='alfnwb', description='Export IBL spike sorting (ONE / ALF) to NWB.')
     parser.add_argument('--debug', action='store_true', help='show tracebacks')
-    parser.add_argument('--quiet', action='store_true', help='no progress messages')
+    parser.add_argument('--quiet', action='store_true', help='no progress messages (warnings are still shown)')
+    parser.add_argument('--strict', action='store_true',
+                        help='fail on any degradation (data left out, a fallback taken) instead of warning')
     sub = parser.add_subparsers(dest='command', required=True)
 
     p = sub.add_parser('export', help='export one insertion (--pid) or session (--eid) to one NWB file')
@@ -291,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--correlogram-bin-ms', type=float, help='correlogram bin, ms (default 1)')
     p.add_argument('--jobs', type=int, default=1, help='processes for the raw-data extensions')
     p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+    _add_run_options(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser('batch', help='export many insertions/sessions into a validated, DANDI-organized folder '
@@ -312,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--min-histology', choices=HISTOLOGY_CHOICES, default='none')
     p.add_argument('--extensions', default='default', metavar='all|none|default|NAME,...')
     p.add_argument('--compression', choices=('gzip', 'lzf', 'none'), default='gzip')
+    _add_run_options(p)
     p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser('catalog', help='scan a dandiset folder into a catalog (one parquet row per unit), '
@@ -368,8 +382,53 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('demo', help='synthesize a session, export it, and show the result')
     p.add_argument('--output', default='alfnwb-demo', help='folder for the cache and the NWB file')
     p.add_argument('--seed', type=int, default=0)
+    _add_run_options(p)
     p.set_defaults(func=cmd_demo)
     return parser
+
+
+#: Third-party warnings about their own code (not about the user's data), hidden unless --debug:
+#: by category and module, never wholesale. alfnwb's own warnings are always shown.
+THIRD_PARTY_NOISE = (
+    (DeprecationWarning, r'(one|brainbox|ibllib|iblatlas|ibldsp|spikeinterface|probeinterface|hdmf|pynwb|numba|'
+                         r'dask|distributed|pandas|pyarrow|h5py|nwbinspector|dandi)(\.|$)'),
+    (FutureWarning, r'(one|brainbox|ibllib|iblatlas|ibldsp|spikeinterface|hdmf|pynwb|pandas)(\.|$)'),
+)
+
+
+def _warning_printer():
+    """``warnings.showwarning`` for the command line: alfnwb's warnings as one line each, once; the
+    others (those not filtered as third-party noise) as Python formats them."""
+    import warnings
+
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, AlfNwbWarning):
+            text = str(message)
+            if text not in seen:
+                seen.add(text)
+                print(f'alfnwb: warning: {text}', file=sys.stderr, flush=True)
+            return
+        print(warnings.formatwarning(message, category, filename, lineno, line).rstrip(), file=sys.stderr,
+              flush=True)
+    return show
+
+
+def _run(args, progress) -> int:
+    """Run a command with alfnwb's warnings printed once each and third-party noise filtered."""
+    import logging
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_printer()
+        warnings.simplefilter('always', AlfNwbWarning)  # the printer says each once
+        if not args.debug:
+            for category, module in THIRD_PARTY_NOISE:
+                warnings.filterwarnings('ignore', category=category, module=module)
+            logging.getLogger('ibllib').setLevel(logging.ERROR)
+            logging.getLogger('one').setLevel(logging.ERROR)
+        return args.func(args, progress)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,18 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     progress = Progress(args.quiet)
     try:
-        if not args.debug:
-            import warnings
-            import logging
-
-            warnings.filterwarnings('ignore')
-            logging.getLogger('ibllib').setLevel(logging.ERROR)
-            logging.getLogger('one').setLevel(logging.ERROR)
-        return args.func(args, progress)
-    except AlfNwbError as e:
+        return _run(args, progress)
+    except (AlfNwbError, AlfNwbWarning) as e:  # a warning is raised only with --strict
         if args.debug:
             raise
-        print(f'alfnwb: error: {e}', file=sys.stderr)
+        print(f'alfnwb: error: {e}' + (' (--strict)' if isinstance(e, AlfNwbWarning) else ''), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print('alfnwb: interrupted', file=sys.stderr)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import sys
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import WarningLog, recorded_warnings
 from .loading import load_session
 from .model import SessionData
 from .metadata import read_metadata
-from .nwb.io import check_output, write_nwbfile
+from .nwb.io import check_output, output_lock, write_nwbfile
 
 
 @dataclass
@@ -26,7 +28,7 @@ class ExportResult:
 
 
 def build_nwbfile(session: SessionData, metadata: dict | None = None, compression: str | None = 'gzip',
-                  analyzers: list | None = None):
+                  analyzers: list | None = None, warnings_log: WarningLog | None = None):
     """Build the in-memory NWBFile of a loaded session (no I/O).
 
     Parameters
@@ -40,6 +42,8 @@ def build_nwbfile(session: SessionData, metadata: dict | None = None, compressio
     analyzers : list, optional
         One SortingAnalyzer per probe (from :func:`alfnwb.analyzer.build_analyzer`), or None entries:
         each becomes a SpikeSortingContainer named after its probe.
+    warnings_log : alfnwb.errors.WarningLog, optional
+        The degradations of this export so far: each probe's go into its provenance ``warnings``.
 
     Returns
     -------
@@ -63,12 +67,17 @@ def build_nwbfile(session: SessionData, metadata: dict | None = None, compressio
                                   compression=compression)
                 num_samples[i] = int(analyzer.get_total_samples())
             unit_offset += probe.n_clusters
+    if warnings_log is not None:  # the last step of the build: every degradation is known by now
+        for probe in session.probes:
+            prov = probe.provenance
+            prov.warnings = '\n'.join(dict.fromkeys(warnings_log.messages(prov.pid) + warnings_log.messages(prov.eid)))
     add_provenance(nwbfile, session, num_samples=num_samples)
     return nwbfile
 
 
 def build_analyzers(one, session: SessionData, extensions=None, raw: bool = False,
-                    extension_params: dict | None = None, n_jobs: int = 1) -> list:
+                    extension_params: dict | None = None, n_jobs: int = 1,
+                    progress: Callable[[str], None] | None = None) -> list:
     """One SortingAnalyzer per probe of a loaded session (None for every probe if no extension is asked).
 
     Parameters
@@ -82,6 +91,8 @@ def build_analyzers(one, session: SessionData, extensions=None, raw: bool = Fals
         Compute the raw-data extensions from ``raw_ephys_data/<probe>/*.ap.cbin``.
     n_jobs : int
         Processes for the raw-data extensions.
+    progress : callable, optional
+        Told as each probe's extensions start.
 
     Returns
     -------
@@ -97,7 +108,7 @@ def build_analyzers(one, session: SessionData, extensions=None, raw: bool = Fals
     for probe in session.probes:
         recording = open_raw_recording(raw_ap_file(one, probe), probe) if raw else None
         out.append(build_analyzer(probe, names, recording=recording, extension_params=extension_params,
-                                  n_jobs=n_jobs))
+                                  n_jobs=n_jobs, progress=progress))
     return out
 
 
@@ -106,7 +117,8 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
            atlas=None, metadata: str | Path | dict | None = None, overwrite: bool = False,
            compression: str | None = 'gzip', extensions=None, raw: bool = False,
            extension_params: dict | None = None, n_jobs: int = 1,
-           tmp_dir: str | Path | None = None) -> ExportResult:
+           tmp_dir: str | Path | None = None, strict: bool = False,
+           progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export an insertion or a session to one NWB file.
 
     Parameters
@@ -141,26 +153,45 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         Processes for the raw-data extensions.
     tmp_dir : str or pathlib.Path, optional
         Where the file is written before its rename (same file system as ``output``).
+    strict : bool
+        Fail on any degradation (:class:`alfnwb.errors.AlfNwbWarning`) instead of recording it in
+        the file's provenance ``warnings`` and warning.
+    progress : callable, optional
+        Called with a short message as each stage starts (the command line prints them).
 
     Returns
     -------
     ExportResult
     """
-    from .analyzer import resolve_extensions
-    from .nwb.io import output_lock
-
-    output = check_output(output, overwrite)  # fail before minutes of loading
-    meta = metadata if isinstance(metadata, dict) else read_metadata(metadata)
-    resolve_extensions(extensions, raw=raw)  # a wrong name fails before loading
-    with output_lock(output, tmp_dir):
+    output, meta = _check_arguments(output, overwrite, metadata, extensions, raw)
+    say = progress or (lambda message: None)
+    with output_lock(output, tmp_dir), recorded_warnings(strict) as log:
+        say(f'loading {"insertion " + str(pid) if pid else "session " + str(eid)}')
         session = load_session(one, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter, revision=revision,
                                min_histology=min_histology, atlas=atlas)
         analyzers = build_analyzers(one, session, extensions, raw=raw, extension_params=extension_params,
-                                    n_jobs=n_jobs)
-        written = tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ()
-        nwbfile = build_nwbfile(session, meta, compression=compression, analyzers=analyzers)
-        path = write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir)
-    return _result(path, session, written)
+                                    n_jobs=n_jobs, progress=say)
+        path = _build_and_write(session, analyzers, meta, compression, log, output, overwrite, tmp_dir, say)
+    return _result(path, session, tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ())
+
+
+def _check_arguments(output, overwrite: bool, metadata, extensions, raw: bool) -> tuple[Path, dict]:
+    """Fail before minutes of loading: the output path, the metadata file, the extension names."""
+    from .analyzer import resolve_extensions
+
+    output = check_output(output, overwrite)
+    meta = metadata if isinstance(metadata, dict) else read_metadata(metadata)
+    resolve_extensions(extensions, raw=raw)
+    return output, meta
+
+
+def _build_and_write(session: SessionData, analyzers: list, meta: dict, compression: str | None, log: WarningLog,
+                     output: Path, overwrite: bool, tmp_dir, say: Callable[[str], None]) -> Path:
+    """Build the NWBFile in memory, then write, validate and move it into place."""
+    say(f'building the NWB file ({sum(p.n_clusters for p in session.probes)} units)')
+    nwbfile = build_nwbfile(session, meta, compression=compression, analyzers=analyzers, warnings_log=log)
+    say(f'writing and validating {output}')
+    return write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir)
 
 
 def _result(path: Path, session: SessionData, extensions: tuple) -> ExportResult:

@@ -44,12 +44,21 @@ def channel_table(probe: ProbeData) -> dict[str, np.ndarray]:
     }
 
 
+def _device_model(nwbfile, model: str):
+    """The file's DeviceModel of a Neuropixels probe model (one per model, shared by its probes)."""
+    name = f'Neuropixels {model}' if model else 'Neuropixels'
+    if name not in nwbfile.device_models:
+        nwbfile.create_device_model(name=name, manufacturer='IMEC', model_number=model or 'unknown',
+                                    description='Neuropixels probe model, as Alyx records it')
+    return nwbfile.device_models[name]
+
+
 def _groups(nwbfile, probe: ProbeData, cols: dict) -> np.ndarray:
     """Device and electrode group(s) of a probe; returns each channel's group."""
     prov = probe.provenance
     multi = np.unique(cols['shank']).size > 1
     device = nwbfile.create_device(
-        name=prov.probe, manufacturer='IMEC',
+        name=prov.probe, model=_device_model(nwbfile, prov.model),
         description=f'Neuropixels probe {prov.model or ""} (insertion {prov.pid})'.replace('  ', ' '))
     groups = np.empty(cols['shank'].size, dtype=object)
     for s in np.unique(cols['shank']):
