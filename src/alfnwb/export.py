@@ -154,8 +154,7 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     tmp_dir : str or pathlib.Path, optional
         Where the file is written before its rename (same file system as ``output``).
     strict : bool
-        Fail on any degradation (:class:`alfnwb.errors.AlfNwbWarning`) instead of recording it in
-        the file's provenance ``warnings`` and warning.
+        Fail on any degradation (:class:`~alfnwb.errors.AlfNwbWarning`) instead of warning and recording it.
     progress : callable, optional
         Called with a short message as each stage starts (the command line prints them).
 
