@@ -126,3 +126,69 @@ def test_other_warnings_are_not_swallowed(degraded, tmp_path, capsys, monkeypatc
     cache, pid = degraded
     assert main(['--quiet', 'export', '--pid', pid, '--cache-dir', str(cache), '-o', str(tmp_path / 'n.nwb')]) == 0
     assert 'UserWarning: a third-party library has something to say' in capsys.readouterr().err
+
+
+def _probe_folder(base, cache, probe):
+    coll = 'alf/probe00/iblsorter/#2024-05-06#' if probe == 0 else 'alf/probe01/pykilosort'
+    return cache / base.sessions[0].path.relative_to(base.cache_dir) / coll
+
+
+def _narrow_templates(folder, keep_peak: bool, width: int = 8):
+    """Keep ``width`` template channels per cluster: a window around the peak, or the first ones."""
+    wf, wfc = np.load(folder / 'clusters.waveforms.npy'), np.load(folder / 'clusters.waveformsChannels.npy')
+    peak = np.load(folder / 'clusters.channels.npy')
+    pos = np.argmax(wfc == peak[:, None], axis=1)
+    start = np.clip(pos - width // 2, 0, wfc.shape[1] - width) if keep_peak else np.zeros_like(pos)
+    idx = start[:, None] + np.arange(width)
+    np.save(folder / 'clusters.waveformsChannels.npy', np.take_along_axis(wfc, idx, axis=1))
+    np.save(folder / 'clusters.waveforms.npy', np.take_along_axis(wf, idx[:, None, :], axis=2))
+    return int((~(np.take_along_axis(wfc, idx, axis=1) == peak[:, None]).any(axis=1)).sum())
+
+
+def _export_narrowed(base, tmp_path, keep_peak):
+    from one.api import One
+
+    import alfnwb
+
+    cache = tmp_path / 'cache'
+    shutil.copytree(base.cache_dir, cache)
+    missing = _narrow_templates(_probe_folder(base, cache, 1), keep_peak)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        result = alfnwb.export(One(cache_dir=cache, mode='local'), tmp_path / 'w.nwb', eid=base.sessions[0].eid)
+    ours = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    return result, missing, ours
+
+
+def test_templates_of_different_shapes_drop_waveform_mean_for_every_probe(base, tmp_path):
+    result, missing, ours = _export_narrowed(base, tmp_path, keep_peak=True)
+    assert missing == 0 and len(ours) == 2 and all('waveform_mean not written for any probe' in m for m in ours)
+    recorded = _provenance_warnings(result.path)
+    assert len(recorded) == 2 and all('x8' in w and 'other probes of the file differ' in w for w in recorded)
+    assert recorded[0].startswith(f'insertion {result.probes[0].pid}: ')
+    with h5py.File(result.path, 'r') as f:
+        assert 'waveform_mean' not in f['units'] and 'templates' in f['processing/ecephys/probe01/extensions']
+
+
+def test_templates_missing_the_peak_channel_drop_waveform_mean(base, tmp_path):
+    result, missing, ours = _export_narrowed(base, tmp_path, keep_peak=False)
+    pid = base.sessions[0].probes[1].pid
+    assert missing > 0
+    assert ours == [f'insertion {pid}: clusters.waveformsChannels misses the peak channel of {missing} clusters; '
+                    'waveform_mean not written']
+    assert _provenance_warnings(result.path) == ['', ours[0]]
+
+
+def test_missing_spike_samples_are_derived_with_a_warning(base):
+    from one.api import One
+
+    from alfnwb.analyzer import build_analyzer
+    from alfnwb.loading import load_probe
+
+    probe = load_probe(One(cache_dir=base.cache_dir, mode='local'), base.sessions[0].probes[1].pid)
+    samples = probe.spikes.pop('samples')
+    with pytest.warns(DataWarning, match=r'no spikes\.samples; sample indices derived from spikes\.times at 30000 Hz'):
+        analyzer = build_analyzer(probe, 'correlograms')
+    derived = analyzer.sorting.to_spike_vector()['sample_index']
+    np.testing.assert_array_equal(np.sort(derived), np.sort(np.round(probe.spikes['times'] * 30000).astype(np.int64)))
+    assert not np.array_equal(np.sort(derived), np.sort(samples))  # the probe clock drifts: samples != times * fs
