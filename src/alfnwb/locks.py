@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ['exclusive_lock', 'lock_is_free', 'NO_LOCKS_ERRNOS']
+__all__ = ['exclusive_lock', 'NO_LOCKS_ERRNOS']
 
 #: errno values of a file system without locks (some network or FUSE file systems).
 NO_LOCKS_ERRNOS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, getattr(errno, 'ENOTSUP', errno.EOPNOTSUPP)})
@@ -167,24 +167,3 @@ def _release(fd: int, lock_path: Path) -> None:
     with contextlib.suppress(OSError):
         lock_path.unlink()
     os.close(fd)
-
-
-def lock_is_free(lock_path: str | Path) -> bool:
-    """Whether no process holds ``lock_path`` now (a missing file is free; so is a file system without locks)."""
-    lock_path = Path(lock_path)
-    try:
-        fd = os.open(lock_path, os.O_RDWR)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False  # cannot tell: assume it is held
-    try:
-        try:
-            locked = _try_lock(fd)
-        except OSError as e:
-            return e.errno in NO_LOCKS_ERRNOS
-        if locked:
-            _unlock(fd)
-        return locked
-    finally:
-        os.close(fd)

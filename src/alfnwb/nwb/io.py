@@ -314,7 +314,8 @@ def _child_main(nwbfile, tmp: Path, write_end: int) -> None:
     code = 0
     try:
         # Ctrl-C reaches the whole process group: the parent decides, and kills this child
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with contextlib.suppress(ValueError):  # ValueError: not the main thread (then it cannot be set)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         # HDF5's own diagnostics would clutter the terminal: the reason goes up the pipe
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
         last = [0.0]
@@ -579,7 +580,9 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
             _write_hdf5(nwbfile, tmp)
         _validate_and_rename(tmp, path, overwrite, validate_file)
     except BaseException as e:  # nothing half-written stays, whatever happened
-        tmp.unlink(missing_ok=True)
+        # Windows cannot remove a file HDF5 left open: the next export (or batch) to it removes it
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         error, cause = _write_error(path, e)
         if error is e:
             raise
