@@ -534,3 +534,23 @@ def test_export_in_a_dask_worker_with_two_threads(base, tmp_path):
     for out in outs:
         assert read_alf(out)[0]['times'].size > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ['x0.nwb', 'x1.nwb']
+
+
+def test_a_file_that_fails_schema_validation_is_not_renamed(tmp_path, monkeypatch):
+    """The writer's file misses a required dataset: validation (pynwb's, on the real file) stops the rename."""
+    import h5py
+
+    import alfnwb.nwb.io as nio
+
+    real = nio._write_hdf5
+
+    def incomplete(nwbfile, tmp):
+        real(nwbfile, tmp)
+        with h5py.File(tmp, 'a') as f:
+            del f['session_description']
+
+    monkeypatch.setattr(nio, '_write_hdf5', incomplete)
+    out = tmp_path / 'x.nwb'
+    with pytest.raises(OutputError, match=rf'^output {out}: NWB schema validation failed: .*session_description'):
+        nio.write_nwbfile(_small_nwbfile(), out)
+    assert list(tmp_path.iterdir()) == []
