@@ -231,7 +231,7 @@ def fork_blocker() -> str | None:
     """Why forking this process now could hang the child, or None when it is safe.
 
     A forked child has only the thread that forked; a lock another thread held at that moment
-    (h5py's, HDF5's, an allocator's) stays locked in the child for ever. Python threads (numba's
+    (h5py's, HDF5's, a logging handler's) stays locked in the child for ever. Python threads (numba's
     and tqdm's monitors, a Dask worker's threads, the user's) are the ones that take such locks.
     """
     if not hasattr(os, 'fork'):
