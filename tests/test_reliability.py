@@ -171,10 +171,13 @@ def _limited(size):
 
 
 def test_disk_full_is_reported_and_leaves_nothing(base, tmp_path):
-    """A file size limit (ulimit -f) stands for a full disk; a tiny tmpfs too where mounting is allowed."""
+    """A file size limit (ulimit -f) stands for a full disk: the forked writer fails, the CLI says why."""
     pid = base.sessions[0].probes[0].pid
     out = tmp_path / 'full' / 'x.nwb'
     out.parent.mkdir()
+    # pynwb caches its type map (~300 kB) in HOME on first import, not atomically: under the limit it
+    # would leave a truncated cache that breaks every later import; have it written first
+    subprocess.run([sys.executable, '-c', 'import pynwb'], check=True)
     r = subprocess.run([sys.executable, '-m', 'alfnwb.cli', 'export', '--pid', pid, '--cache-dir',
                         str(base.cache_dir), '-o', str(out)], capture_output=True, text=True,
                        preexec_fn=_limited(300_000))
@@ -182,16 +185,22 @@ def test_disk_full_is_reported_and_leaves_nothing(base, tmp_path):
     assert r.stderr.strip().splitlines()[-1] == f'alfnwb: error: output {out}: write failed: file too large ' \
                                                 '(file size limit)'
     assert list(out.parent.iterdir()) == []
+
+
+def test_disk_full_on_a_tiny_file_system(base, tmp_path):
+    """A real full disk: a 300 kB tmpfs (needs the right to mount)."""
+    pid = base.sessions[0].probes[0].pid
     tiny = tmp_path / 'tiny'
     tiny.mkdir()
-    mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=300k', 'tmpfs', str(tiny)],
-                             capture_output=True).returncode == 0
-    if not mounted:
-        return
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=300k', 'tmpfs', str(tiny)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f'cannot mount a tmpfs here: {(r.stderr or r.stdout).strip()}')
     try:
         r = subprocess.run([sys.executable, '-m', 'alfnwb.cli', 'export', '--pid', pid, '--cache-dir',
                             str(base.cache_dir), '-o', str(tiny / 'x.nwb')], capture_output=True, text=True)
-        assert r.returncode == 7 and 'write failed: no space left on device' in r.stderr, r.stderr
+        assert r.returncode == 7, r.stderr
+        assert r.stderr.strip().splitlines()[-1] == f'alfnwb: error: output {tiny / "x.nwb"}: write failed: ' \
+                                                    'no space left on device'
         assert list(tiny.iterdir()) == []
     finally:
         subprocess.run(['umount', str(tiny)])
@@ -266,3 +275,282 @@ def test_metadata_is_parsed_safely(base, tmp_path):
         export(One(cache_dir=base.cache_dir, mode='local'), tmp_path / 'x.nwb', pid=base.sessions[0].probes[1].pid,
                metadata=meta)
     assert not marker.exists() and not (tmp_path / 'x.nwb').exists()
+
+
+# -- the HDF5 writer: never hangs, never loses an error ------------------------------------------------
+
+#: The command line with its HDF5 write replaced (the forked child inherits the replacement):
+#: ALFNWB_TEST_WRITE=raise: a bug (ZeroDivisionError) in the writer;
+#: ALFNWB_TEST_WRITE=hold: the writer creates its partial file, writes "<pid> <partial file>" into
+#: ALFNWB_TEST_MARKER, and waits until ALFNWB_TEST_RELEASE exists before writing for real.
+HOOKED_CLI = """
+import os, sys, time
+from pathlib import Path
+
+import alfnwb.nwb.io as nio
+
+real = nio._write_hdf5
+
+
+def hooked(nwbfile, tmp):
+    if os.environ['ALFNWB_TEST_WRITE'] == 'raise':
+        return 1 / 0
+    Path(tmp).write_bytes(b'partial')
+    marker = Path(os.environ['ALFNWB_TEST_MARKER'])
+    marker.with_suffix('.tmp').write_text(f'{os.getpid()} {tmp}')
+    os.replace(marker.with_suffix('.tmp'), marker)
+    deadline = time.monotonic() + 120
+    while not Path(os.environ['ALFNWB_TEST_RELEASE']).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return real(nwbfile, tmp)
+
+
+nio._write_hdf5 = hooked
+from alfnwb.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class Hooked:
+    """A command line run with :data:`HOOKED_CLI`: its marker (who writes what) and its release file."""
+
+    def __init__(self, folder: Path, mode: str, *args: str):
+        folder.mkdir(parents=True, exist_ok=True)
+        script = folder / 'hooked_cli.py'
+        script.write_text(HOOKED_CLI)
+        self.marker, self.release = folder / f'marker-{os.urandom(4).hex()}', folder / f'release-{os.urandom(4).hex()}'
+        env = {**os.environ, 'ALFNWB_TEST_WRITE': mode, 'ALFNWB_TEST_MARKER': str(self.marker),
+               'ALFNWB_TEST_RELEASE': str(self.release)}
+        self.proc = subprocess.Popen([sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def writing(self, timeout: float = 120) -> tuple[int, Path]:
+        """Wait until the writer holds its partial file: (the writer's pid, the partial file)."""
+        deadline = time.monotonic() + timeout
+        while not self.marker.exists():
+            assert self.proc.poll() is None, self.proc.communicate()
+            assert time.monotonic() < deadline, 'the writer never started'
+            time.sleep(0.05)
+        pid, tmp = self.marker.read_text().split(' ', 1)
+        return int(pid), Path(tmp)
+
+    def finish(self, timeout: float = 180) -> tuple[int, str, str]:
+        self.release.touch()
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+
+def _gone(pid: int) -> bool:
+    """The process no longer exists, not even as a zombie (it was killed and reaped)."""
+    import psutil
+
+    return not psutil.pid_exists(pid)
+
+
+def _small_nwbfile():
+    from datetime import datetime, timezone
+
+    from pynwb import NWBFile
+
+    return NWBFile(session_description='reliability', identifier='reliability',
+                   session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+
+
+def _child_pid(caplog) -> int:
+    pids = [int(m.rsplit(' ', 1)[1]) for m in caplog.messages if ' in child process ' in m]
+    assert len(pids) == 1, caplog.messages
+    return pids[0]
+
+
+def test_export_with_live_threads_writes_in_process(base, tmp_path, caplog):
+    """A thread busy with numpy work during the export (as numba's, tqdm's or a Dask worker's): no fork."""
+    import threading
+
+    from one.api import One
+
+    from alfnwb.readback import read_alf
+
+    stop, sums = threading.Event(), []
+
+    def work():
+        rng = np.random.default_rng(0)
+        while not stop.is_set():
+            a = rng.standard_normal((200, 200))
+            sums.append(float((a @ a).sum()))
+
+    worker = threading.Thread(target=work, name='busy-numpy', daemon=True)
+    worker.start()
+    caplog.set_level('DEBUG', logger='alfnwb.nwb.io')
+    try:
+        r = export(One(cache_dir=base.cache_dir, mode='local'), tmp_path / 'x.nwb', pid=base.sessions[0].probes[0].pid)
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive() and sums
+    decisions = [m for m in caplog.messages if m.startswith('writing ')]
+    assert len(decisions) == 1 and ' in this process (' in decisions[0] and 'busy-numpy' in decisions[0], decisions
+    assert read_alf(r.path)[0]['times'].size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['x.nwb']
+
+
+@pytest.mark.parametrize('isolate', [True, False], ids=['child', 'in process'])
+def test_a_bug_in_the_writer_is_an_internal_error_with_its_traceback(tmp_path, monkeypatch, caplog, isolate):
+    import alfnwb.nwb.io as nio
+    from alfnwb.errors import InternalError
+
+    def buggy_writer(nwbfile, tmp):
+        return 1 / 0
+
+    monkeypatch.setattr(nio, '_write_hdf5', buggy_writer)
+    caplog.set_level('DEBUG', logger='alfnwb.nwb.io')
+    out = tmp_path / 'x.nwb'
+    with pytest.raises(InternalError) as e:
+        nio.write_nwbfile(_small_nwbfile(), out, isolate=isolate)
+    assert str(e.value) == f'output {out}: internal error: ZeroDivisionError: division by zero'
+    assert e.value.exit_code == 70
+    cause = e.value.__cause__
+    if isolate:  # the child's full traceback, chained and logged
+        assert isinstance(cause, nio.ChildTraceback)
+        assert 'in buggy_writer' in cause.text and 'ZeroDivisionError: division by zero' in cause.text
+        assert any('in buggy_writer' in m for m in caplog.messages)
+        assert _gone(_child_pid(caplog))
+    else:
+        assert isinstance(cause, ZeroDivisionError)
+        assert any('in buggy_writer' in r.exc_text for r in caplog.records if r.exc_text)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_writer_that_dies_is_an_internal_error(tmp_path, monkeypatch):
+    """The writer killed without a word (as the out-of-memory killer does)."""
+    import alfnwb.nwb.io as nio
+    from alfnwb.errors import InternalError
+
+    monkeypatch.setattr(nio, '_write_hdf5', lambda nwbfile, tmp: (Path(tmp).write_bytes(b'half'),
+                                                                  os.kill(os.getpid(), signal.SIGKILL)))
+    out = tmp_path / 'x.nwb'
+    with pytest.raises(InternalError, match=rf'^output {out}: internal error: the HDF5 writer killed by signal '
+                                            rf'{int(signal.SIGKILL)} \(SIGKILL\)$'):
+        nio.write_nwbfile(_small_nwbfile(), out, isolate=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stalled_writer_is_killed(tmp_path, monkeypatch, caplog):
+    import alfnwb.nwb.io as nio
+
+    def stuck(nwbfile, tmp):
+        Path(tmp).write_bytes(b'half')
+        time.sleep(300)
+
+    monkeypatch.setattr(nio, '_write_hdf5', stuck)
+    caplog.set_level('DEBUG', logger='alfnwb.nwb.io')
+    out = tmp_path / 'x.nwb'
+    t0 = time.monotonic()
+    with pytest.raises(OutputError) as e:
+        nio.write_nwbfile(_small_nwbfile(), out, isolate=True, stall_timeout=1.5)
+    assert str(e.value) == f'output {out}: write failed: the HDF5 writer made no progress for 1.5 s and was stopped'
+    assert time.monotonic() - t0 < 20
+    child = _child_pid(caplog)
+    with pytest.raises(ChildProcessError):  # reaped by the parent: nothing left to wait for
+        os.waitpid(child, os.WNOHANG)
+    assert _gone(child)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('channel', ['file growth', 'reports'])
+def test_a_slow_writer_that_progresses_is_not_killed(tmp_path, monkeypatch, channel):
+    """The timeout is on inactivity: a write longer than it, making progress, completes."""
+    import h5py
+
+    import alfnwb.nwb.io as nio
+
+    real = nio._write_hdf5
+
+    def slow(nwbfile, tmp):
+        with open(tmp, 'ab') as f:
+            for _ in range(8):  # 4 s in all, progress every 0.5 s
+                time.sleep(0.5)
+                if channel == 'file growth':
+                    f.write(b'x' * 1000)
+                    f.flush()
+                else:
+                    nio._progress()  # what a chunked dataset's writer does for each chunk
+        real(nwbfile, tmp)
+
+    monkeypatch.setattr(nio, '_write_hdf5', slow)
+    out = nio.write_nwbfile(_small_nwbfile(), tmp_path / 'x.nwb', isolate=True, stall_timeout=2.5)
+    with h5py.File(out, 'r') as f:
+        assert f['session_description'][()].decode() == 'reliability'
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_cli_internal_error_is_one_line_and_debug_shows_the_child_traceback(base, tmp_path):
+    pid = base.sessions[0].probes[1].pid
+    out = tmp_path / 'out' / 'x.nwb'
+    out.parent.mkdir()
+    args = ['export', '--pid', pid, '--cache-dir', str(base.cache_dir), '-o', str(out)]
+    code, _, err = Hooked(tmp_path / 'hook', 'raise', '--quiet', *args).finish()
+    assert code == 70
+    assert err.strip().splitlines() == [f'alfnwb: error: output {out}: internal error: ZeroDivisionError: '
+                                        'division by zero']
+    code, _, err = Hooked(tmp_path / 'hook', 'raise', '--debug', '--quiet', *args).finish()
+    assert code != 0 and 'InternalError: output' in err
+    assert 'ChildTraceback' in err and 'in hooked' in err and 'return 1 / 0' in err  # the child's own frames
+    assert list(out.parent.iterdir()) == []
+
+
+def test_ctrl_c_kills_the_writer_and_leaves_nothing(base, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while the child writes."""
+    out = tmp_path / 'out' / 'x.nwb'
+    out.parent.mkdir()
+    run = Hooked(tmp_path / 'hook', 'hold', '--quiet', 'export', '--pid', base.sessions[0].probes[1].pid,
+                 '--cache-dir', str(base.cache_dir), '-o', str(out))
+    child, partial = run.writing()
+    assert child != run.proc.pid and partial.exists()
+    os.killpg(run.proc.pid, signal.SIGINT)
+    _, err = run.proc.communicate(timeout=30)
+    assert run.proc.returncode == 130 and err.strip().splitlines()[-1] == 'alfnwb: interrupted', err
+    assert _gone(child)
+    assert not partial.exists() and list(out.parent.iterdir()) == []  # no output, no partial file, no lock
+
+
+def test_export_in_a_dask_worker_with_two_threads(base, tmp_path):
+    """Two exports at once on the two threads of a Dask worker: they write in process and finish."""
+    import psutil
+    from distributed import Client, LocalCluster
+
+    from alfnwb.cli import main
+    from alfnwb.readback import read_alf
+
+    outs = [tmp_path / f'x{i}.nwb' for i in range(2)]
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host='127.0.0.1',
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        futures = [client.submit(main, ['--quiet', 'export', '--pid', probe.pid, '--cache-dir', str(base.cache_dir),
+                                        '-o', str(out)], pure=False)
+                   for probe, out in zip(base.sessions[0].probes, outs)]
+        assert [f.result(timeout=300) for f in futures] == [0, 0]
+        children = client.run(lambda: [c.pid for c in psutil.Process().children(recursive=True)])
+    assert list(children.values()) == [[]]  # no writer child left behind
+    for out in outs:
+        assert read_alf(out)[0]['times'].size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['x0.nwb', 'x1.nwb']
+
+
+def test_a_file_that_fails_schema_validation_is_not_renamed(tmp_path, monkeypatch):
+    """The writer's file misses a required dataset: validation (pynwb's, on the real file) stops the rename."""
+    import h5py
+
+    import alfnwb.nwb.io as nio
+
+    real = nio._write_hdf5
+
+    def incomplete(nwbfile, tmp):
+        real(nwbfile, tmp)
+        with h5py.File(tmp, 'a') as f:
+            del f['session_description']
+
+    monkeypatch.setattr(nio, '_write_hdf5', incomplete)
+    out = tmp_path / 'x.nwb'
+    with pytest.raises(OutputError, match=rf'^output {out}: NWB schema validation failed: .*session_description'):
+        nio.write_nwbfile(_small_nwbfile(), out)
+    assert list(tmp_path.iterdir()) == []

@@ -3,19 +3,24 @@ resumable, in parallel (local processes or a Dask cluster).
 
 The main process plans the jobs (with ONE), keeps the manifest and the progress bar; each job
 runs :func:`run_job` (in this process, a local process pool, or a Dask worker), which opens its
-own ONE on the cache, exports one file and validates it. Partial files live in
-``DIR/.alfnwb/tmp`` (same file system, renamed into place when complete; dot folders are not
-uploaded by ``dandi upload``) and are removed at the start of the next run, so a run killed at any
-moment leaves no partial file in the dandiset.
+own ONE on the cache, exports one file and validates it. One batch at a time per dandiset: the
+main process holds ``DIR/.alfnwb/batch.lock`` for the whole run (a second batch is refused with
+the holder's pid), and writes the manifest under it. Partial files live in this run's own folder
+``DIR/.alfnwb/tmp/run-<pid>-<token>`` (same file system, renamed into place when complete; dot
+folders are not uploaded by ``dandi upload``); the next run removes the folders of runs that have
+ended, so a run killed at any moment leaves no partial file in the dandiset.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import secrets
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,12 +31,16 @@ import pandas as pd
 from .dandi import ensure_dandiset_yaml, inside, nwb_relpath
 from .errors import AlfNwbError, AlfNwbWarning, NotFoundError
 from .fileio import write_parquet_atomic
+from .locks import exclusive_lock
+from .nwb.io import clean_leftovers, write_isolation
 
 __all__ = ['Job', 'BatchReport', 'read_id_list', 'plan_jobs', 'run_job', 'run_batch', 'MANIFEST_COLUMNS']
 
 STATE_DIR = '.alfnwb'
 MANIFEST = 'manifest.parquet'
 REPORT = 'report.json'
+BATCH_LOCK = 'batch.lock'
+TMP_DIR = 'tmp'
 
 #: Columns of the manifest (one row per job, keyed by ``key``: the pid, or the eid of a session job).
 MANIFEST_COLUMNS = ['key', 'kind', 'eid', 'pid', 'probe', 'subject', 'status', 'path', 'size', 'duration_s',
@@ -220,8 +229,12 @@ def _worker_one(one_args: dict):
     return _ONE_CACHE[key]
 
 
-def run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, validate: bool = True) -> dict:
+def run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, validate: bool = True,
+            tmp_dir: str | None = None, isolate: bool | None = None) -> dict:
     """Export and validate one job (runs in a worker: arguments and result are plain data).
+
+    ``tmp_dir`` is the run's folder of partial files (default ``DIR/.alfnwb/tmp``); ``isolate`` is
+    passed to :func:`alfnwb.nwb.io.write_nwbfile` (False in a pool's or Dask's worker processes).
 
     Returns
     -------
@@ -239,9 +252,9 @@ def run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, v
         root = Path(dandiset_dir)
         out = inside(root, Path(job['relpath']))
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = root / STATE_DIR / 'tmp'
+        tmp = Path(tmp_dir) if tmp_dir else root / STATE_DIR / TMP_DIR
         tmp.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), write_isolation(isolate):
             # alfnwb's own warnings go into the file and this row; the parent shows each once
             warnings.filterwarnings('ignore', category=AlfNwbWarning)
             one = _worker_one(one_args)
@@ -310,19 +323,48 @@ def _save_manifest(df: pd.DataFrame, path: Path) -> None:
     write_parquet_atomic(df, path)
 
 
-def _clean_partials(root: Path) -> int:
-    """Remove what a killed run left: the temporary folder, and partial files of older layouts."""
-    n = 0
-    tmp = root / STATE_DIR / 'tmp'
+def _clean_partials(root: Path) -> None:
+    """Remove what ended runs left: every run folder of partial files, partial manifests, and, in
+    the subject folders, partial and lock files of outputs nobody is writing now.
+
+    Called with the dandiset's batch lock held: no other batch is running, so every run folder is
+    an ended run's. An export from the command line may be writing into a subject folder: its
+    output is locked, and :func:`alfnwb.nwb.io.clean_leftovers` leaves it alone.
+    """
+    tmp = root / STATE_DIR / TMP_DIR
     if tmp.exists():
-        n += sum(1 for _ in tmp.iterdir())
         shutil.rmtree(tmp)
-    for p in root.glob('sub-*/.*.partial.nwb'):
-        p.unlink()
-        n += 1
+    for folder in root.glob('sub-*/'):
+        clean_leftovers(folder)
     for p in (root / STATE_DIR).glob('*.partial'):
         p.unlink()
-    return n
+
+
+@contextlib.contextmanager
+def batch_lock(dandiset_dir: str | Path) -> Iterator[Path]:
+    """Hold the dandiset's batch lock; remove what ended runs left; yield this run's folder of partial files.
+
+    Raises
+    ------
+    alfnwb.errors.OutputError
+        Another batch is running on this dandiset (its pid is in the message), or its file system
+        has no locks.
+    """
+    root = Path(dandiset_dir)
+    state = root / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    busy = 'another alfnwb batch (pid {pid}) is running on it; wait for it to finish'
+    with exclusive_lock(state / BATCH_LOCK, f'dandiset {root}', busy):
+        _clean_partials(root)
+        # the owner's pid in the name says whose files these are
+        run_tmp = state / TMP_DIR / f'run-{os.getpid()}-{secrets.token_hex(4)}'
+        run_tmp.mkdir(parents=True)
+        try:
+            yield run_tmp
+        finally:  # normally empty: each failed write removes its own partial file
+            shutil.rmtree(run_tmp, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                run_tmp.parent.rmdir()
 
 
 def _is_done(prev: pd.Series | None, root: Path) -> bool:
@@ -368,33 +410,30 @@ def run_batch(jobs: list[Job], dandiset_dir: str | Path, one_args: dict, *, work
     """
     t0 = time.perf_counter()
     root = Path(dandiset_dir)
-    manifest_path = _prepare_dandiset(root)
-    rows = {str(r['key']): r for _, r in _load_manifest(manifest_path).iterrows()}
-    todo = _jobs_to_run(jobs, rows, root)
-    _save_manifest(pd.DataFrame(list(rows.values())), manifest_path)
+    with batch_lock(root) as run_tmp:  # one batch per dandiset: the manifest is written under its lock
+        manifest_path = _prepare_dandiset(root)
+        rows = {str(r['key']): r for _, r in _load_manifest(manifest_path).iterrows()}
+        todo = _jobs_to_run(jobs, rows, root)
+        _save_manifest(pd.DataFrame(list(rows.values())), manifest_path)
 
-    export_kwargs = dict(export_kwargs or {})
-    executor, own_executor = _open_executor(client, scheduler, workers)
-    attempts = {j.key: int(rows[j.key]['attempts']) if j.key in rows else 0 for j in todo}
-    bar = _progress_bar(len(todo), progress)
-    try:
-        _run_rounds(todo, attempts, rows, manifest_path, executor, root, one_args, export_kwargs, validate,
-                    retries, bar)
-    finally:
-        bar.close()
-        if own_executor is not None:
-            _close_executor(own_executor)
-    return _finish_report(root, rows, jobs, t0)
+        export_kwargs = dict(export_kwargs or {})
+        executor, own_executor = _open_executor(client, scheduler, workers)
+        attempts = {j.key: int(rows[j.key]['attempts']) if j.key in rows else 0 for j in todo}
+        bar = _progress_bar(len(todo), progress)
+        try:
+            _run_rounds(todo, attempts, rows, manifest_path, executor, root, one_args, export_kwargs, validate,
+                        retries, bar, run_tmp)
+        finally:
+            bar.close()
+            if own_executor is not None:
+                _close_executor(own_executor)
+        return _finish_report(root, rows, jobs, t0)
 
 
 def _prepare_dandiset(root: Path) -> Path:
-    """Create the dandiset folder (with ``dandiset.yaml``) and its state folder, remove what a killed
-    run left, and return the manifest's path."""
+    """Create ``dandiset.yaml`` if missing, and return the manifest's path."""
     ensure_dandiset_yaml(root)
-    state = root / STATE_DIR
-    state.mkdir(exist_ok=True)
-    _clean_partials(root)
-    return state / MANIFEST
+    return root / STATE_DIR / MANIFEST
 
 
 def _jobs_to_run(jobs: list[Job], rows: dict[str, pd.Series], root: Path) -> list[Job]:
@@ -462,16 +501,16 @@ def _close_executor(own_executor) -> None:
 
 def _run_rounds(todo: list[Job], attempts: dict[str, int], rows: dict[str, pd.Series], manifest_path: Path,
                 executor: Executor | None, root: Path, one_args: dict, export_kwargs: dict, validate: bool,
-                retries: int, bar) -> None:
+                retries: int, bar, tmp_dir: Path) -> None:
     """Run the jobs, then again (up to ``retries`` times) those that failed with an internal error.
 
     ``attempts`` (attempts so far, by key) is counted up; each result goes into ``rows`` and the
-    manifest is saved after each one.
+    manifest is saved after each one. ``tmp_dir`` is this run's folder of partial files.
     """
     pending = list(todo)
     round_ = 0
     while pending:
-        results = _run_round(pending, executor, root, one_args, export_kwargs, validate, bar)
+        results = _run_round(pending, executor, root, one_args, export_kwargs, validate, bar, tmp_dir)
         retry = []
         for job, row in results:
             attempts[job.key] += 1
@@ -480,7 +519,7 @@ def _run_rounds(todo: list[Job], attempts: dict[str, int], rows: dict[str, pd.Se
             rows[job.key] = pd.Series(row)
             _save_manifest(pd.DataFrame(list(rows.values())), manifest_path)
             _show_warnings(row.get('warnings', ''))
-            if row['status'] == 'failed' and row['error'].startswith('internal error') and round_ < retries:
+            if row['status'] == 'failed' and _is_internal(row['error']) and round_ < retries:
                 retry.append(job)
         pending, round_ = retry, round_ + 1
         if pending:
@@ -510,8 +549,15 @@ def _finish_report(root: Path, rows: dict[str, pd.Series], jobs: list[Job], t0: 
     return report
 
 
-def _run_round(jobs, executor, root, one_args, export_kwargs, validate, bar):
-    args = (str(root), one_args, export_kwargs, validate)
+def _is_internal(error: str) -> bool:
+    """An internal error (worth a retry): one run_job caught, or an :class:`~alfnwb.errors.InternalError`."""
+    return error.startswith('internal error') or ': internal error: ' in error
+
+
+def _run_round(jobs, executor, root, one_args, export_kwargs, validate, bar, tmp_dir):
+    # a pool's or Dask's worker writes in process: the pool already keeps each job out of the user's
+    # process, and a Dask worker's threads make forking unsafe
+    args = (str(root), one_args, export_kwargs, validate, str(tmp_dir), False if executor is not None else None)
     if executor is None:
         for job in jobs:
             row = run_job(asdict(job), *args)

@@ -62,6 +62,17 @@ class NWBReadError(AlfNwbError):
     exit_code = 8
 
 
+class InternalError(AlfNwbError):
+    """A failure that is not the user's (a bug, or a library failing unexpectedly).
+
+    The message is one line naming the output and the original exception's type and message; the
+    original traceback is chained as ``__cause__`` (``--debug`` shows it). Exit code 70 is
+    ``EX_SOFTWARE``, the code the command line gives any unexpected exception.
+    """
+
+    exit_code = 70
+
+
 class AlfNwbWarning(UserWarning):
     """Base class of every degradation alfnwb tells the user about (data left out, a fallback taken).
 
