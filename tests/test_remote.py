@@ -253,6 +253,47 @@ def test_offline_alyx_unreachable_is_a_histology_warning(alyx, synth, tmp_path):
     assert d.provenance.histology == 'none'
 
 
+def test_offline_without_records_or_login_is_a_histology_error(synth, tmp_path):
+    from one.api import ONE
+
+    from alfnwb.errors import HistologyError
+
+    p = synth.probe(histology='traced')
+    cache = tmp_path / 'cache'
+    shutil.copytree(synth.cache_dir, cache, ignore=shutil.ignore_patterns('.rest'))
+    one = ONE(base_url='http://127.0.0.1:9', cache_dir=cache, mode='local', silent=True)  # never logged in
+    with pytest.raises(HistologyError, match=f'^insertion {p.pid}: the Alyx histology records of probe01 are not '
+                                             "in ONE's REST cache and ONE has no Alyx login"):
+        load_probe(one, p.pid)
+
+
+def _local_copy(synth, tmp_path):
+    from one.api import One
+
+    cache = tmp_path / 'cache'
+    shutil.copytree(synth.cache_dir, cache)
+    return One(cache_dir=cache, mode='local'), cache / synth.sessions[0].path.relative_to(synth.cache_dir)
+
+
+def test_integrity_check_reads_the_default_revisions_files(synth, tmp_path):
+    one, session = _local_copy(synth, tmp_path)
+    p = synth.sessions[0].probes[0]  # iblsorter: the default revision is #2024-05-06#, beside unrevisioned files
+    bad = session / 'alf/probe00/iblsorter/#2024-05-06#/spikes.amps.npy'
+    np.save(bad, np.array([{'payload': 1}] * 3, dtype=object), allow_pickle=True)
+    with pytest.raises(InvalidDataError, match=f'^insertion {p.pid}: alf/probe00/iblsorter/#2024-05-06#/'
+                                               'spikes.amps.npy: holds Python objects'):
+        load_probe(one, p.pid)
+
+
+def test_files_missing_on_disk_are_an_error_before_loading(synth, tmp_path):
+    one, session = _local_copy(synth, tmp_path)
+    p = synth.sessions[0].probes[1]
+    shutil.rmtree(session / 'alf/probe01/pykilosort')  # datasets.pqt still lists them
+    with pytest.raises(NotFoundError, match=f'^insertion {p.pid}: cannot locate alf/probe01/pykilosort: ONE finds '
+                                            'no file of it$'):
+        load_probe(one, p.pid)
+
+
 def test_integrity_check_runs_or_the_export_fails(synth, one_plain, monkeypatch):
     p = synth.sessions[0].probes[1]
 

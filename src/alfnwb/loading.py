@@ -192,8 +192,8 @@ def open_one(base_url: str | None = None, cache_dir: str | Path | None = None, m
         why = network_failure(e)
         if why is None:
             raise
-        raise NetworkError(f'{where}: {why}' + ('; check the username and password' if 'credentials' in why
-                                                 else '')) from e
+        hint = '; check the username and password' if 'credentials refused' in why else ''
+        raise NetworkError(f'{where}: {why}{hint}') from e
 
 
 class _NoVolumeAtlas:
