@@ -3,22 +3,22 @@
 It serves a synthetic ONE cache (:func:`alfnwb.synthetic.write_cache`) the way the IBL database and
 its file server do, so that ONE's own client, download and cache code run against it unchanged. It
 holds only what the server side holds: session, dataset, insertion and trajectory records, and the
-files. It listens on 127.0.0.1 only, on a free port, in one thread.
+files. It listens on 127.0.0.1 only, on a free port, served from a background thread (and one
+thread per request).
 
 Alyx (JSON; every request but ``/auth-token`` needs the header ``Authorization: Token <token>``,
 else 403 ``Invalid token.`` as Alyx answers):
 
-==========================================  =============================================================
-``POST /auth-token``                        form ``username``, ``password`` -> ``{"token": ...}``; wrong
-                                            credentials: 400, as Alyx
-``GET /api/schema``                         the OpenAPI description of the endpoints below (ONE checks
-                                            every query against it)
-``GET /sessions/<eid>``                     a session with its datasets (``data_dataset_session_related``:
-                                            ``data_url``, ``file_size``, ``hash`` = the files' real md5)
-``GET /sessions?id=`` / ``?django=pk__in``  session lists
-``GET /insertions/<pid>``, ``?session=&name=``  insertion records (``json.xyz_picks``, ``extended_qc``)
-``GET /trajectories?session=&probe=&provenance=``  trajectory records (the alignments)
-==========================================  =============================================================
+- ``POST /auth-token``: form ``username``, ``password`` -> ``{"token": ...}``; wrong credentials:
+  400, as Alyx.
+- ``GET /api/schema``: the OpenAPI description of the endpoints below (ONE checks every query
+  against it).
+- ``GET /sessions/<eid>``: a session with its datasets (``data_dataset_session_related``:
+  ``data_url``, ``file_size``, ``hash`` = the files' real md5); ``GET /sessions?id=`` or
+  ``?django=pk__in,(...)``: session lists.
+- ``GET /insertions/<pid>``, ``/insertions?session=&name=``: insertion records (``json.xyz_picks``,
+  ``json.extended_qc``, ``session_info``).
+- ``GET /trajectories?session=&probe=&provenance=``: trajectory records (the alignments).
 
 File server (no authentication, like the public IBL server): ``GET /files/<session path>/<rel path
 with the dataset uuid>``, e.g. ``/files/lab/Subjects/S/2023-03-14/001/alf/probe00/spikes.times.<uuid>.npy``.
