@@ -306,6 +306,14 @@ def test_integrity_check_runs_or_the_export_fails(synth, one_plain, monkeypatch)
         load_probe(one_plain, p.pid)
 
 
+def test_base_url_needs_its_scheme(tmp_path, capsys):
+    out = tmp_path / 'p.nwb'
+    assert main(['--quiet', 'export', '--pid', '00000000-0000-4000-8000-000000000000', '--base-url', '127.0.0.1:9',
+                 '-o', str(out)]) == 1
+    assert _error_line(capsys) == ("alfnwb: error: base URL '127.0.0.1:9': give the database address with "
+                                   "http:// or https://")
+
+
 def test_http_timeout_setting(monkeypatch):
     from alfnwb.loading import DEFAULT_HTTP_TIMEOUT, http_timeout
 

@@ -125,6 +125,8 @@ def network_failure(exc: BaseException) -> str | None:
         return f'no answer within {http_timeout():g} s'
     if isinstance(exc, (ConnectionError, http.client.HTTPException)):
         return f'connection failed ({type(exc).__name__}: {_one_line(exc, 100)})'
+    if isinstance(exc, requests.RequestException):  # e.g. an answer broken off mid-stream
+        return f'{url}: request failed ({type(exc).__name__})'
     return None
 
 
@@ -174,6 +176,8 @@ def open_one(base_url: str | None = None, cache_dir: str | Path | None = None, m
 
     if mode not in ('auto', 'remote', 'local'):
         raise AlfNwbError(f'mode {mode!r}: one of auto, remote, local')
+    if base_url and not re.match(r'https?://', base_url):
+        raise AlfNwbError(f'base URL {base_url!r}: give the database address with http:// or https://')
     mode = ('remote' if base_url else 'local') if mode == 'auto' else mode
     kwargs = {'mode': mode, **({'cache_dir': str(cache_dir)} if cache_dir else {})}
     if base_url:
