@@ -76,6 +76,95 @@ def one_insertions_table(one):
     return one._cache.get('insertions') if hasattr(one, '_cache') else None
 
 
+import threading  # noqa: E402 - this section's only module-level need, kept beside it
+
+
+class _TimedRequests:
+    """The ``requests`` module as ``one.webclient`` sees it, with a timeout on its request functions."""
+
+    _CALLS = ('request', 'get', 'post', 'put', 'patch', 'delete', 'head')
+
+    def __init__(self, module, seconds: float):
+        self._module, self._seconds = module, seconds
+
+    def __getattr__(self, name):
+        import functools
+
+        attr = getattr(self._module, name)
+        if name not in self._CALLS:
+            return attr
+
+        @functools.wraps(attr)  # keeps __name__: ONE's REST cache tells GET from POST by it
+        def timed(*args, **kwargs):
+            kwargs.setdefault('timeout', self._seconds)
+            return attr(*args, **kwargs)
+
+        return timed
+
+
+class _OneHttpTimeout:
+    """The context of :func:`one_http_timeout`: installed by the first of nested or concurrent uses,
+    restored by the last."""
+
+    _lock = threading.Lock()
+    _depth = 0
+    _saved: tuple = (None, None)
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __enter__(self):
+        import socket
+
+        import one.webclient as webclient
+
+        with self._lock:
+            if _OneHttpTimeout._depth == 0:
+                _OneHttpTimeout._saved = (webclient.requests, socket.getdefaulttimeout())
+                webclient.requests = _TimedRequests(webclient.requests, self.seconds)
+                if _OneHttpTimeout._saved[1] is None:
+                    socket.setdefaulttimeout(self.seconds)
+            _OneHttpTimeout._depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        import socket
+
+        import one.webclient as webclient
+
+        with self._lock:
+            _OneHttpTimeout._depth -= 1
+            if _OneHttpTimeout._depth == 0:
+                webclient.requests, default = _OneHttpTimeout._saved
+                socket.setdefaulttimeout(default)
+        return False
+
+
+# Relies on: one.webclient calling requests through its module attribute `requests`, and
+# http_download_file calling urllib's urlopen without a timeout. Written against ONE-api 3.6.1 (<4).
+def one_http_timeout(seconds: float) -> _OneHttpTimeout:
+    """A context inside which every HTTP request ONE makes fails after ``seconds`` without an answer.
+
+    ONE sets no timeout: a server that accepts a connection and never answers blocks it for ever.
+    Relies on ``one.webclient`` sending its REST requests and its ``/auth-token`` login through its
+    module attribute ``requests`` (``requests.get``, ``requests.post``, ...), replaced here by a proxy
+    that passes ``timeout=seconds``; and on ``one.webclient.http_download_file`` opening files with
+    ``urllib.request.urlopen`` without a timeout, which then takes ``socket.getdefaulttimeout()``, set
+    here to ``seconds`` unless the program set one. Both are process-wide: they are installed by the
+    first of nested or concurrent uses (its ``seconds`` apply) and restored when the last one ends.
+    Each bounds a wait for data, not a whole download. Written against ONE-api 3.6.1 (bounded ``<4``
+    in pyproject.toml).
+
+    Parameters
+    ----------
+    seconds : float
+        Longest wait for a connection or for the next bytes of an answer.
+
+    Returns
+    -------
+    context manager
+    """
+    return _OneHttpTimeout(seconds)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -83,32 +172,33 @@ def one_insertions_table(one):
 # ---------------------------------------------------------------------------------------------------
 
 # Relies on: subclassing brainbox.io.one.SpikeSortingLoader, overriding load_channels, and its files/pid/one/
-# histology attributes. Written against ibllib 4.1.0; pyproject bounds ibllib <5.
+# eid/pname/histology attributes. Written against ibllib 4.1.0; pyproject bounds ibllib <5.
 def spike_sorting_loader_class():
-    """brainbox's ``SpikeSortingLoader``, with the Alyx histology look-up tolerant of an offline database.
+    """brainbox's ``SpikeSortingLoader``, whose Alyx histology look-up fails precisely.
 
     Relies on subclassing ``brainbox.io.one.SpikeSortingLoader`` (a dataclass) and overriding its
     ``load_channels(**kwargs)``, which ``load_spike_sorting`` calls; on its attributes ``files``
-    (ALF object name -> list of loaded file paths), ``pid``, ``one`` and ``histology`` (``''`` meaning
-    no histology); and on ``load_channels`` raising ``requests`` ``ConnectionError``, ``IndexError`` or
-    ``KeyError`` when Alyx (or ONE's REST cache) has no insertion/trajectory record. Written against
-    ibllib 4.1.0 (bounded ``<5`` in pyproject.toml).
+    (ALF object name -> list of loaded file paths), ``pid``, ``eid``, ``pname``, ``one`` and
+    ``histology`` (``''`` meaning no histology); and on ``load_channels`` raising ``requests``'
+    ``ConnectionError`` when Alyx cannot be reached, ``IndexError`` or ``KeyError`` when an Alyx
+    insertion or trajectory record (or an atlas id of ``channels.brainLocationIds_ccf_2017``) is
+    missing, and ONE's ``ValueError`` about a missing username when ONE has no Alyx login. Written
+    against ibllib 4.1.0 (bounded ``<5`` in pyproject.toml).
 
     Returns
     -------
     type
-        A ``SpikeSortingLoader`` subclass: when the Alyx look-up fails it raises
-        :class:`~alfnwb.errors.InvalidDataError` if the ALF histology file is unreadable, otherwise
-        warns and loads the channels without locations.
+        A ``SpikeSortingLoader`` subclass. A missing record or unknown atlas id raises
+        :class:`~alfnwb.errors.InvalidDataError` naming the insertion and the records or file; no
+        login to fetch the records, :class:`~alfnwb.errors.HistologyError`. Alyx unreachable from
+        an offline ONE (local mode, its REST cache without the records) is a
+        :class:`~alfnwb.errors.HistologyWarning` and the channels are loaded without locations; from
+        an online ONE the connection error is raised, for the caller to report.
     """
-    import warnings
-
-    import numpy as np
     import requests
     from brainbox.io.one import SpikeSortingLoader
-    from one.alf import io as alfio
 
-    from .errors import AlfNwbError, InvalidDataError
+    from .errors import AlfNwbError
 
     class _Loader(SpikeSortingLoader):
         def load_channels(self, **kwargs):
@@ -116,24 +206,60 @@ def spike_sorting_loader_class():
                 return super().load_channels(**kwargs)
             except AlfNwbError:
                 raise
-            except (requests.exceptions.ConnectionError, IndexError, KeyError) as e:
-                ids_file = next((f for f in self.files.get('channels', [])
-                                 if 'brainLocationIds_ccf_2017' in f.name), None)
-                if ids_file is not None:  # alf-level histology that brainbox could not look up
-                    from .atlas import region_columns
-
-                    region_columns(np.load(ids_file, allow_pickle=False),
-                                   context=f'insertion {self.pid}: {ids_file.name}: ')
-                    raise InvalidDataError(f'insertion {self.pid}: {ids_file.name}: cannot be read ({e})') from None
-                # A local OneAlyx whose REST cache has no record of this insertion: no histology.
-                warnings.warn(f'insertion {self.pid}: Alyx histology records unavailable ({type(e).__name__}); '
-                              f'exporting without channel locations')
-                self.histology = ''
-                return alfio.load_object(self.files['channels'], wildcards=self.one.wildcards)
+            except (IndexError, KeyError) as e:
+                raise _missing_record_error(self, e) from e
+            except ValueError as e:
+                if 'username' not in str(e):
+                    raise
+                raise _no_login_error(self) from e
+            except requests.exceptions.ConnectionError:
+                if not getattr(self.one, 'offline', True):
+                    raise  # online, a network failure: not a reason to export without locations
+                return _channels_without_locations(self)
 
     return _Loader
 
 
+def _missing_record_error(loader, e: Exception):
+    """The :class:`InvalidDataError` of a missing Alyx record, or of an atlas id of the ALF file, naming it."""
+    import numpy as np
+
+    from .errors import InvalidDataError
+
+    ids_file = next((f for f in loader.files.get('channels', []) if 'brainLocationIds_ccf_2017' in f.name), None)
+    if ids_file is not None:  # alf-level histology that brainbox could not look up
+        from .atlas import region_columns
+
+        region_columns(np.load(ids_file, allow_pickle=False), context=f'insertion {loader.pid}: {ids_file.name}: ')
+        return InvalidDataError(f'insertion {loader.pid}: {ids_file.name}: cannot be read ({e})')
+    what = 'a list came back empty' if isinstance(e, IndexError) else f'no field {e}'
+    return InvalidDataError(
+        f'insertion {loader.pid}: Alyx histology records (insertions?session={loader.eid}&name={loader.pname}, '
+        f'trajectories "Ephys aligned histology track") are missing or incomplete: {what}')
+
+
+def _no_login_error(loader):
+    """The :class:`HistologyError` of records that are not in ONE's REST cache, with no login to fetch them."""
+    from .errors import HistologyError
+
+    return HistologyError(f'insertion {loader.pid}: the Alyx histology records of {loader.pname} are not in ONE\'s '
+                          f'REST cache and ONE has no Alyx login to fetch them: log in once, or use a ONE without '
+                          f'Alyx (histology none)')
+
+
+def _channels_without_locations(loader) -> dict:
+    """The ALF channels, without locations, after a :class:`HistologyWarning` (Alyx unreachable offline)."""
+    import warnings
+
+    from one.alf import io as alfio
+
+    from .errors import HistologyWarning
+
+    warnings.warn(HistologyWarning(
+        f'insertion {loader.pid}: Alyx histology records unavailable offline (not in ONE\'s REST cache, '
+        f'{loader.one.alyx.base_url} unreachable); exporting without channel locations'))
+    loader.histology = ''
+    return alfio.load_object(loader.files['channels'], wildcards=loader.one.wildcards)
 
 
 # ---------------------------------------------------------------------------------------------------

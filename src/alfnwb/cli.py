@@ -31,21 +31,24 @@ class Progress:
 
 
 def make_one(cache_dir: str | None, mode: str = 'auto', base_url: str | None = None):
-    """A ONE instance from command line options: local on a cache, or remote on Alyx."""
-    from one.api import ONE
+    """A ONE instance from command line options: local on a cache, or remote on Alyx.
+
+    The credentials of a database come from the environment (``ALYX_USERNAME``, ``ALYX_PASSWORD``,
+    never from the command line, where other users could read them), else from ONE's stored login
+    and token (an earlier login).
+    """
+    import os
+
+    from .loading import open_one
 
     if mode == 'auto':
         mode = 'remote' if base_url else 'local'
-    kwargs = {'mode': mode}
-    if cache_dir:
-        if not Path(cache_dir).is_dir():
-            raise AlfNwbError(f'--cache-dir {cache_dir}: no such folder')
-        kwargs['cache_dir'] = cache_dir
-    if base_url:
-        kwargs.update(base_url=base_url, silent=True)
+    if cache_dir and not Path(cache_dir).is_dir():
+        raise AlfNwbError(f'--cache-dir {cache_dir}: no such folder')
     if mode == 'local' and not cache_dir:
         raise AlfNwbError('--mode local needs --cache-dir (a folder with sessions.pqt and datasets.pqt)')
-    return ONE(**kwargs)
+    return open_one(base_url, cache_dir, mode, username=os.environ.get('ALYX_USERNAME') or None,
+                    password=os.environ.get('ALYX_PASSWORD') or None)
 
 
 def _add_one_options(p):
@@ -140,9 +143,11 @@ def cmd_batch(args, progress):
     eids = read_id_list(args.eids, 'eid') if args.eids else None
     jobs = plan_jobs(one, pids=pids, eids=eids, all_insertions=args.all, per=args.per)
     progress(f'{len(jobs)} file(s) to produce in {args.dandiset_dir}')
-    one_args = {'cache_dir': str(Path(args.cache_dir).resolve()) if args.cache_dir else None}
-    if args.base_url:
-        one_args.update(base_url=args.base_url, mode='remote' if args.mode == 'remote' else 'local')
+    # the workers open what planning opened: the same database, mode and cache (and the login's stored token)
+    one_args = {'cache_dir': str(Path(one.cache_dir).resolve())}
+    if hasattr(one, 'alyx'):
+        one_args.update(base_url=one.alyx.base_url, mode=one.mode)
+        one_args.update({'username': one.alyx.user} if one.alyx.user else {})
     export_kwargs = {'spike_sorter': args.spike_sorter, 'revision': args.revision,
                      'min_histology': args.min_histology, 'extensions': args.extensions,
                      'compression': None if args.compression == 'none' else args.compression,

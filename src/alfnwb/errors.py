@@ -73,6 +73,13 @@ class InternalError(AlfNwbError):
     exit_code = 70
 
 
+class NetworkError(AlfNwbError):
+    """Alyx or the file server failed: unreachable, no answer in time, HTTP 5xx, credentials refused,
+    or a download cut off. Not a statement that the data do not exist (that is :class:`NotFoundError`)."""
+
+    exit_code = 11
+
+
 class AlfNwbWarning(UserWarning):
     """Base class of every degradation alfnwb tells the user about (data left out, a fallback taken).
 

@@ -7,17 +7,22 @@ record); the NWB builders take that data and know nothing of ONE.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
+import hashlib
 import logging
+import os
 import pickle
+import re
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._compat import one_insertions_table, spike_sorting_loader_class
-from .errors import (AlfNwbError, AtlasRequiredError, HistologyError, InvalidDataError, NotFoundError,
+from ._compat import one_http_timeout, one_insertions_table, spike_sorting_loader_class
+from .errors import (AlfNwbError, AtlasRequiredError, HistologyError, InvalidDataError, NetworkError, NotFoundError,
                      SorterNotFoundError)
 from .model import HISTOLOGY_LEVELS, KILOSORT25, UNREVISIONED, ProbeData, Provenance, SessionData
 
@@ -30,6 +35,169 @@ _logger = logging.getLogger(__name__)
 _BEFORE_ANY_REVISION = '0000-00-00'
 #: Extra datasets loaded beyond SpikeSortingLoader's defaults.
 EXTRA_DATASETS = ['spikes.samples', 'clusters.amps', 'clusters.waveforms', 'clusters.waveformsChannels']
+#: Environment variable: seconds without an answer after which a request to Alyx or the file server fails.
+HTTP_TIMEOUT_ENV = 'ALFNWB_HTTP_TIMEOUT'
+#: The default of :data:`HTTP_TIMEOUT_ENV`, s.
+DEFAULT_HTTP_TIMEOUT = 60.0
+
+
+def http_timeout() -> float:
+    """Seconds alfnwb lets Alyx or the file server stay silent: ``$ALFNWB_HTTP_TIMEOUT``, default 60.
+
+    Each wait for a connection or for the next bytes of an answer is bounded, not a whole download.
+
+    Raises
+    ------
+    AlfNwbError
+        The variable is not a positive number.
+    """
+    raw = os.environ.get(HTTP_TIMEOUT_ENV, '').strip()
+    if not raw:
+        return DEFAULT_HTTP_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise AlfNwbError(f'{HTTP_TIMEOUT_ENV}={raw!r}: give a number of seconds greater than 0')
+    return seconds
+
+
+def _online(func):
+    """Run ``func`` with every HTTP request of ONE bounded by :func:`http_timeout` (ONE sets none)."""
+    @functools.wraps(func)
+    def bounded(*args, **kwargs):
+        with one_http_timeout(http_timeout()):
+            return func(*args, **kwargs)
+
+    return bounded
+
+
+def _one_line(text: object, limit: int = 160) -> str:
+    """``str(text)`` on one line, cut to ``limit`` characters (ONE's messages span lines)."""
+    text = ' '.join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def _http_status_failure(exc: Exception) -> str | None:
+    """An HTTP error response that is a network failure (credentials refused, 5xx), else None."""
+    response = getattr(exc, 'response', None)
+    status = getattr(response, 'status_code', None) or getattr(exc, 'code', None)
+    url = getattr(response, 'url', None) or getattr(exc, 'url', None) or ''
+    if status in (401, 403) or (status == 400 and url.rstrip('/').endswith('/auth-token')):
+        return f'{url}: credentials refused (HTTP {status})'
+    if status is not None and status >= 500:
+        return f'{url}: server error (HTTP {status})'
+    return None  # 404 and other client errors say something about what was asked for
+
+
+def network_failure(exc: BaseException) -> str | None:
+    """Why an exception raised by ONE is a network failure, in a few words naming the URL; else None.
+
+    Network failures: no connection, no answer within :func:`http_timeout`, HTTP 5xx, credentials
+    refused (HTTP 401/403, or 400 from Alyx's ``/auth-token``), a connection dropped mid-answer. An
+    HTTP 404 is not one: the database says that the thing asked for does not exist.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str or None
+    """
+    import http.client
+    import urllib.error
+
+    import requests
+
+    if isinstance(exc, (requests.HTTPError, urllib.error.HTTPError)):
+        return _http_status_failure(exc)
+    url = getattr(getattr(exc, 'request', None), 'url', None) or 'the server'
+    if isinstance(exc, requests.Timeout):
+        return f'{url}: no answer within {http_timeout():g} s'
+    if isinstance(exc, requests.ConnectionError):
+        errno = re.search(r'\[Errno -?\d+\] [^\'")]+', str(exc))
+        return f'{url}: cannot connect ({errno.group(0) if errno else type(exc).__name__})'
+    if isinstance(exc, urllib.error.URLError):
+        return f'cannot reach the file server ({_one_line(exc.reason, 80)})'
+    if isinstance(exc, TimeoutError):
+        return f'no answer within {http_timeout():g} s'
+    if isinstance(exc, (ConnectionError, http.client.HTTPException)):
+        return f'connection failed ({type(exc).__name__}: {_one_line(exc, 100)})'
+    if isinstance(exc, requests.RequestException):  # e.g. an answer broken off mid-stream
+        return f'{url}: request failed ({type(exc).__name__})'
+    return None
+
+
+@contextlib.contextmanager
+def _network_errors(subject: str):
+    """Network failures raised inside become ``NetworkError('<subject>: <why>')``; everything else passes."""
+    try:
+        yield
+    except AlfNwbError:
+        raise
+    except Exception as e:  # noqa: BLE001 - sorted here: only network failures are turned into ours
+        why = network_failure(e)
+        if why is None:
+            raise
+        raise NetworkError(f'{subject}: {why}') from e
+
+
+@_online
+def open_one(base_url: str | None = None, cache_dir: str | Path | None = None, mode: str = 'auto',
+             username: str | None = None, password: str | None = None):
+    """A ONE instance, logged in when it is on a database, with any failure as one line.
+
+    Parameters
+    ----------
+    base_url : str, optional
+        Alyx database URL. Without it, a plain ``One`` on ``cache_dir``.
+    cache_dir : str or pathlib.Path, optional
+        ONE cache folder (files and tables); with a database, ONE's default for it if not given.
+    mode : {'auto', 'remote', 'local'}
+        ``auto``: ``remote`` with a ``base_url``, otherwise ``local``.
+    username, password : str, optional
+        Alyx credentials. Without them, ONE's stored login and token (an earlier login, ``ONE.setup``).
+
+    Returns
+    -------
+    one.api.One
+        ``OneAlyx`` with a ``base_url``.
+
+    Raises
+    ------
+    NetworkError
+        The database cannot be reached or refuses the credentials.
+    AlfNwbError
+        No username is known for the database.
+    """
+    from one.api import ONE
+
+    if mode not in ('auto', 'remote', 'local'):
+        raise AlfNwbError(f'mode {mode!r}: one of auto, remote, local')
+    if base_url and not re.match(r'https?://', base_url):
+        raise AlfNwbError(f'base URL {base_url!r}: give the database address with http:// or https://')
+    mode = ('remote' if base_url else 'local') if mode == 'auto' else mode
+    kwargs = {'mode': mode, **({'cache_dir': str(cache_dir)} if cache_dir else {})}
+    if base_url:
+        kwargs.update({'base_url': base_url, 'silent': True, 'username': username, 'password': password})
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        one = ONE(**kwargs)
+        if mode == 'remote' and hasattr(one, 'alyx') and not one.alyx.is_logged_in:
+            one.alyx.authenticate()  # now, with the stored login: a refusal is not a surprise later
+        return one
+    except Exception as e:  # noqa: BLE001 - ONE raises several kinds; the unknown ones pass on
+        where = f'Alyx {base_url or "(default database)"}'
+        if isinstance(e, ValueError) and 'username' in str(e):
+            raise AlfNwbError(f'{where}: no username: pass username and password (command line: '
+                              f'ALYX_USERNAME, ALYX_PASSWORD) or log in once with ONE') from e
+        why = network_failure(e)
+        if why is None:
+            raise
+        hint = '; check the username and password' if 'credentials refused' in why else ''
+        raise NetworkError(f'{where}: {why}{hint}') from e
 
 
 class _NoVolumeAtlas:
@@ -74,6 +242,7 @@ def _sorter_collection(sorter: str, probe: str) -> str:
     return f'alf/{probe}' + (f'/{sorter}' if sorter else '')
 
 
+@_online
 def available_sortings(one, eid: str, probe: str) -> dict[str, list[str]]:
     """Spike sorters and revisions present for a probe.
 
@@ -92,6 +261,12 @@ def available_sortings(one, eid: str, probe: str) -> dict[str, list[str]]:
         Sorter name (``iblsorter``, ``pykilosort``, ``kilosort2.5``) -> revisions (``''`` for the
         unrevisioned datasets), in ONE's order.
     """
+    with _network_errors(f'session {eid} ({probe})'):
+        return _sortings(one, eid, probe)
+
+
+def _sortings(one, eid: str, probe: str) -> dict[str, list[str]]:
+    """:func:`available_sortings`, network failures as ONE raises them (for the caller to name its insertion)."""
     colls = one.list_collections(eid, filename='spikes.times*', collection=f'alf/{probe}*')
     out = {}
     for c in sorted(colls, key=len):
@@ -104,9 +279,9 @@ def available_sortings(one, eid: str, probe: str) -> dict[str, list[str]]:
 
 def _choose_sorting(one, eid: str, probe: str, pid: str, spike_sorter: str | None, revision: str | None):
     """Validate the sorter/revision choice; return (sorter, collection, ONE revision argument)."""
-    found = available_sortings(one, eid, probe)
+    found = _sortings(one, eid, probe)
     if not found:
-        raise NotFoundError(f'insertion {pid} ({probe}): no spike sorting (spikes.times) in the cache for session {eid}')
+        raise NotFoundError(f'insertion {pid} ({probe}): no spike sorting (spikes.times) in session {eid}')
     listing = '; '.join(f'{s}: {", ".join(r or UNREVISIONED for r in revs)}' for s, revs in found.items())
     if spike_sorter is None:  # IBL's recommendation order, else whatever exists
         sorter = next((s for s in ('iblsorter', 'pykilosort', KILOSORT25) if s in found), next(iter(found)))
@@ -167,6 +342,7 @@ def _ask_alyx(one, method: str, arg: str):
         return None
 
 
+@_online
 def resolve_pid(one, pid: str) -> tuple[str, str]:
     """Session id and probe name of an insertion, from Alyx or the cache's ``insertions`` table.
 
@@ -178,7 +354,8 @@ def resolve_pid(one, pid: str) -> tuple[str, str]:
         uuid.UUID(pid)
     except ValueError:
         raise NotFoundError(f'insertion {pid!r}: not a valid probe insertion id (UUID)') from None
-    eid, name = _ask_alyx(one, 'pid2eid', pid) or (None, None)
+    with _network_errors(f'insertion {pid}'):
+        eid, name = _ask_alyx(one, 'pid2eid', pid) or (None, None)
     if eid is None and (table := insertions_table(one)) is not None:
         hit = table[table['id'] == pid]
         if len(hit):
@@ -188,10 +365,12 @@ def resolve_pid(one, pid: str) -> tuple[str, str]:
     return str(eid), str(name)
 
 
+@_online
 def session_probes(one, eid: str) -> list[tuple[str, str]]:
     """(pid, probe name) of every insertion of a session, sorted by name."""
     eid = str(eid)
-    pids, names = _ask_alyx(one, 'eid2pid', eid) or (None, None)
+    with _network_errors(f'session {eid}'):
+        pids, names = _ask_alyx(one, 'eid2pid', eid) or (None, None)
     if pids is None and (table := insertions_table(one)) is not None:
         sel = table[table['eid'] == eid]
         pids, names = list(sel['id']), list(sel['name'])
@@ -200,12 +379,20 @@ def session_probes(one, eid: str) -> list[tuple[str, str]]:
     return sorted(((str(p), str(n)) for p, n in zip(pids, names)), key=lambda x: x[1])
 
 
+@_online
 def session_metadata(one, eid: str) -> SessionData:
     """Session metadata from ONE (the cache's sessions table offline, Alyx online)."""
-    eid = str(eid)
+    with _network_errors(f'session {eid}'):
+        return _session_metadata(one, str(eid))
+
+
+def _session_metadata(one, eid: str) -> SessionData:
+    """:func:`session_metadata`, network failures as ONE raises them (for the caller to name what it loads)."""
     try:
         det = one.get_details(eid)
     except Exception as e:  # ONE raises several kinds for an unknown eid
+        if network_failure(e) is not None:
+            raise
         raise NotFoundError(f'session {eid}: not found in the ONE cache (sessions.pqt) or Alyx ({e})') from None
     if det is None:
         raise NotFoundError(f'session {eid}: not found in the ONE cache (sessions.pqt) or Alyx')
@@ -296,6 +483,7 @@ def _check(pid: str, spikes: dict, clusters: dict, channels: dict, collection: s
                                        f'but there are {nch} channels')
 
 
+@_online
 def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: str | None = None,
                spike_sorter: str | None = None, revision: str | None = None, atlas=None,
                min_histology: str = 'none', check_hash: bool = False) -> ProbeData:
@@ -323,21 +511,36 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
         Refuse insertions whose histology is below this level (``alf`` > ``resolved`` > ``aligned``
         > ``traced`` > ``none``).
     check_hash : bool
-        Let ONE verify each file's md5 against the cache table (slow on full-size probes; corrupt
-        ``.npy`` files are caught when read either way).
+        Let ONE verify the md5 of each file already in the cache against its dataset record (slow
+        on full-size probes; corrupt ``.npy`` files are caught when read either way). Files
+        downloaded now are always checked, size and md5.
 
     Returns
     -------
     ProbeData
+
+    Raises
+    ------
+    NetworkError
+        Alyx or the file server failed (unreachable, timed out, HTTP 5xx, credentials refused), or
+        a download came incomplete twice.
     """
     if min_histology not in HISTOLOGY_LEVELS:
         raise HistologyError(f'unknown histology level {min_histology!r}: one of {", ".join(HISTOLOGY_LEVELS)}')
-    pid, eid, probe = _resolve_insertion(one, pid, eid, probe)
+    with _network_errors(f'insertion {pid}' if pid is not None else f'session {eid} ({probe})'):
+        pid, eid, probe = _resolve_insertion(one, pid, eid, probe)
+    with _network_errors(f'insertion {pid}'):
+        return _load_insertion(one, pid, eid, probe, spike_sorter, revision, atlas, min_histology, check_hash)
+
+
+def _load_insertion(one, pid: str, eid: str, probe: str, spike_sorter: str | None, revision: str | None, atlas,
+                    min_histology: str, check_hash: bool) -> ProbeData:
+    """:func:`load_probe` of a resolved insertion."""
     sorter, collection, one_revision = _choose_sorting(one, eid, probe, pid, spike_sorter, revision)
+    _fetch_collection(one, eid, pid, collection, one_revision, check_hash)  # before the loader reads anything
     loader = spike_sorting_loader_class()(one=one, eid=eid, pname=probe,
                                           atlas=atlas if atlas is not None else _NoVolumeAtlas(pid))
     loader.pid = pid
-    _refuse_unreadable_files(one, eid, pid, collection, one_revision)
     spikes, clusters, channels = _load_spike_sorting(loader, one, eid, pid, sorter, collection, one_revision,
                                                      check_hash)
     loaded_rev = _loaded_revision(loader, pid, collection, revision)
@@ -372,8 +575,9 @@ def _resolve_insertion(one, pid: str | None, eid: str | None, probe: str | None)
     return str(pid), eid, probe
 
 
-def _refuse_unreadable_files(one, eid: str, pid: str, collection: str, one_revision: str | None) -> None:
-    """Download the collection (remote ONE) and refuse it if any file is pickled, truncated or corrupt.
+def _fetch_collection(one, eid: str, pid: str, collection: str, one_revision: str | None,
+                      check_hash: bool) -> None:
+    """Download the collection (online ONE), checking each download, and refuse any unreadable file.
 
     ONE loads ``.npy`` files with ``allow_pickle=True``: a file holding Python objects would run code.
     Every file is checked before anything is loaded.
@@ -382,15 +586,153 @@ def _refuse_unreadable_files(one, eid: str, pid: str, collection: str, one_revis
     ------
     InvalidDataError
         Naming the first unreadable file and why.
+    NetworkError, NotFoundError
+        The download failed; the files cannot be located.
     """
-    if getattr(one, 'mode', 'local') != 'local':
-        try:
-            one.load_collection(eid, collection, revision=one_revision, download_only=True)
-        except Exception:  # noqa: BLE001 - the loader reports missing data precisely
-            pass
-    bad = corrupt_datasets(one, eid, collection, one_revision)
+    if not getattr(one, 'offline', True):
+        _download_checked(one, eid, pid, collection, one_revision, check_hash)
+    bad = corrupt_datasets(one, eid, collection, one_revision, pid=pid)
     if bad:
         raise InvalidDataError(f'insertion {pid}: {bad[0][0]}: {bad[0][1]}')
+
+
+def _download_checked(one, eid: str, pid: str, collection: str, one_revision: str | None, check_hash: bool) -> None:
+    """Have ONE download a collection, and check every file it downloads against its dataset record.
+
+    ONE (3.6) writes a download straight to its final path and checks neither its size nor its md5:
+    a connection cut mid-file leaves a short file that looks complete. Each file downloaded now is
+    checked here, size and md5; a file already in the cache, its size (and md5 with ``check_hash``).
+    A file that fails is removed and downloaded once more; failing twice is an error, and the file
+    is removed, never left looking complete.
+    """
+    root = _session_path(one, eid, f'insertion {pid}', collection)
+    records = _dataset_records(one, eid, collection)
+    for _ in range(2):
+        fresh = {rel for rel, rec in records.items() if _size_differs(root / rel, rec)}
+        paths = _download(one, eid, pid, root, collection, one_revision, check_hash, records, fresh)
+        failed = _failed_downloads(root, paths, records, set(records) if check_hash else fresh)
+        for rel, _, _ in failed:
+            (root / rel).unlink(missing_ok=True)
+        if not failed:
+            return
+    rel, error, why = failed[0]
+    raise error(f'insertion {pid}: {rel}: {why}, twice (from {_dataset_url(one, records[rel])}); '
+                f'the file was removed from the cache')
+
+
+def _session_path(one, eid: str, subject: str, collection: str) -> Path:
+    """The session folder in the ONE cache, where ``collection`` is (downloaded) and checked.
+
+    Raises
+    ------
+    NotFoundError
+        ONE knows no path for the session.
+    NetworkError
+        ONE asked Alyx, which failed.
+    """
+    try:
+        path = one.eid2path(eid)
+    except Exception as e:  # noqa: BLE001 - ONE raises several kinds for an unknown session
+        why = network_failure(e)
+        if why is not None:
+            raise NetworkError(f'{subject}: cannot locate {collection}: {why}') from e
+        raise NotFoundError(f'{subject}: cannot locate {collection}: no path for session {eid} '
+                            f'({type(e).__name__}: {_one_line(e, 100)})') from e
+    if not path:
+        raise NotFoundError(f'{subject}: cannot locate {collection}: no path for session {eid} in the ONE cache')
+    return Path(path)
+
+
+def _dataset_records(one, eid: str, collection: str) -> dict:
+    """The collection's dataset records (every revision) by path in the session: ``file_size``, ``hash``."""
+    dsets = one.list_datasets(eid, collection=collection, details=True, keep_eid_index=True)
+    return {row['rel_path']: row for _, row in dsets.iterrows()}
+
+
+def _known(value) -> bool:
+    import pandas as pd
+
+    return value is not None and not pd.isna(value) and value != ''
+
+
+def _size_differs(path: Path, record) -> bool:
+    """The file is missing or its size is not its record's: ONE will download it."""
+    if not path.is_file():
+        return True
+    return _known(record['file_size']) and path.stat().st_size != int(record['file_size'])
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 22), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _collection_url(one, root: Path, collection: str) -> str:
+    """The file server URL of a collection folder, or '' if ONE cannot say."""
+    try:
+        return one.alyx.rel_path2url(f'{root.relative_to(one.cache_dir).as_posix()}/{collection}')
+    except Exception:  # noqa: BLE001 - only for a message
+        return ''
+
+
+def _dataset_url(one, record) -> str:
+    """The file server URL of a dataset record (ONE's own construction), or '' if ONE cannot say."""
+    try:
+        return str(one.record2url(record))
+    except Exception:  # noqa: BLE001 - only for a message
+        return ''
+
+
+def _download(one, eid: str, pid: str, root: Path, collection: str, one_revision: str | None, check_hash: bool,
+              records: dict, fresh: set) -> list[Path]:
+    """ONE's download of the collection (:func:`_collection_paths`); a network failure removes the partial files.
+
+    Raises
+    ------
+    NetworkError
+        Naming the first file left incomplete, or the collection.
+    NotFoundError
+        The file server does not have a file that Alyx lists (HTTP 404).
+    """
+    import urllib.error
+
+    try:
+        return _collection_paths(one, eid, f'insertion {pid}', collection, one_revision, check_hash)
+    except AlfNwbError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a 404 and network failures are ours; the unknown ones pass on
+        if isinstance(e, urllib.error.HTTPError) and e.code == 404:
+            raise NotFoundError(f'insertion {pid}: {collection}: a file that Alyx lists is not on the file server '
+                                f'(HTTP 404 {e.url})') from e
+        why = network_failure(e)
+        if why is None:
+            raise
+        partial = [rel for rel in sorted(fresh) if (root / rel).exists() and _size_differs(root / rel, records[rel])]
+        for rel in partial:
+            (root / rel).unlink()
+        where = f'{partial[0]} ({_dataset_url(one, records[partial[0]])})' if partial else collection
+        if not partial and '://' not in why:  # name the server
+            where += f' ({_collection_url(one, root, collection)})'
+        raise NetworkError(f'insertion {pid}: download of {where} failed: {why}') from e
+
+
+def _failed_downloads(root: Path, paths: list[Path], records: dict, md5_of: set) -> list[tuple]:
+    """(path in the session, error class, why) of each file whose size, or md5 if asked, is not its record's."""
+    out = []
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        rec = records.get(rel)
+        if rec is None:
+            continue
+        size = path.stat().st_size
+        if _known(rec['file_size']) and size != int(rec['file_size']):
+            out.append((rel, NetworkError, f'download incomplete: {size} of {int(rec["file_size"])} bytes'))
+        elif rel in md5_of and _known(rec['hash']) and (md5 := _md5(path)) != rec['hash']:
+            out.append((rel, InvalidDataError, f'md5 {md5} differs from the database record {rec["hash"]}'))
+    return out
 
 
 def _load_spike_sorting(loader, one, eid: str, pid: str, sorter: str, collection: str, one_revision: str | None,
@@ -409,8 +751,11 @@ def _load_spike_sorting(loader, one, eid: str, pid: str, sorter: str, collection
     except AlfNwbError:
         raise
     except (ValueError, OSError, EOFError, pickle.UnpicklingError) as e:
+        why = network_failure(e)  # requests' errors are OSErrors: not a broken file
+        if why is not None:
+            raise NetworkError(f'insertion {pid}: {collection}: {why}') from e
         # name the broken file: the loader's own message often does not
-        bad = corrupt_datasets(one, eid, collection, one_revision)
+        bad = corrupt_datasets(one, eid, collection, one_revision, pid=pid)
         if bad:
             name, why = bad[0]
             raise InvalidDataError(f'insertion {pid}: {name}: {why}') from None
@@ -504,35 +849,81 @@ def _check_file(path: Path) -> str | None:
     return None
 
 
-def corrupt_datasets(one, eid: str, collection: str, revision: str | None = None) -> list[tuple[str, str]]:
+def corrupt_datasets(one, eid: str, collection: str, revision: str | None = None, *,
+                     pid: str | None = None) -> list[tuple[str, str]]:
     """The datasets of a collection (and revision) that cannot be read, with the reason.
+
+    Parameters
+    ----------
+    one : one.api.One
+    eid : str
+        Session id.
+    collection : str
+        E.g. ``alf/probe00/pykilosort``.
+    revision : str, optional
+        As ONE takes it: None for the default revision, else the last revision up to this one.
+    pid : str, optional
+        The insertion, named in the errors.
 
     Returns
     -------
     list of (str, str)
-        (``collection/[#revision#/]name``, reason) for every unreadable ``.npy`` / ``.pqt`` file.
+        (``collection/[#revision#/]name``, reason) for every unreadable ``.npy`` / ``.pqt`` file
+        among those ONE loads (its own choice of files: ``load_collection``, which downloads what is
+        missing when ONE is online).
+
+    Raises
+    ------
+    NotFoundError
+        The files cannot be located (no path for the session, no file of the collection on disk):
+        nothing is ever loaded unchecked.
+    NetworkError
+        Locating the files needed Alyx or the file server, which failed.
     """
-    try:
-        root = Path(one.eid2path(eid))
-    except Exception:  # noqa: BLE001 - an offline remote ONE may not know the path
-        return []
-    folder = root / collection
-    folders = [folder / f'#{revision}#'] if revision and revision != '0000-00-00' else []
-    folders.append(folder)
-    chosen: dict[str, Path] = {}  # file name -> the file ONE loads (the revision's, else the base one)
-    for f in folders:
-        if f.is_dir():
-            for path in sorted(f.iterdir()):
-                if path.is_file() and path.suffix in ('.npy', '.pqt', '.parquet'):
-                    chosen.setdefault(path.name, path)
+    subject = f'insertion {pid}' if pid else f'session {eid}'
+    root = _session_path(one, eid, subject, collection)
+    with _network_errors(subject):
+        paths = _collection_paths(one, eid, subject, collection, revision, check_hash=False)
     out = []
-    for path in chosen.values():
-        why = _check_file(path)
+    for path in paths:
+        why = _check_file(path) if path.suffix in ('.npy', '.pqt', '.parquet') else None
         if why:
             out.append((path.relative_to(root).as_posix(), why))
     return out
 
 
+def _collection_paths(one, eid: str, subject: str, collection: str, revision: str | None,
+                      check_hash: bool) -> list[Path]:
+    """The files of a collection that ONE loads for this revision (downloaded if ONE is online and lacks them).
+
+    Object by object, with ``load_object`` as ``SpikeSortingLoader`` calls it, so that these are the
+    files it reads. (ONE 3.6's ``load_collection`` cannot take a revision: it passes it on as the
+    collection filter.)
+
+    Raises
+    ------
+    NotFoundError
+        ONE finds no file of the collection.
+    """
+    from one.alf.exceptions import ALFObjectNotFound
+    from one.alf.path import filename_parts
+
+    names = one.list_datasets(eid, collection=collection)
+    objects = sorted({filename_parts(Path(str(n)).name, assert_valid=False)[1] for n in names} - {None})
+    paths: list[Path] = []
+    for obj in objects:
+        try:
+            paths += one.load_object(eid, obj, collection=collection, revision=revision, download_only=True,
+                                     check_hash=check_hash)
+        except ALFObjectNotFound:  # not in this revision: the loader does not read it either
+            continue
+    if not paths:
+        raise NotFoundError(f'{subject}: cannot locate {collection}: ONE finds no file of it'
+                            + (f' (revision {revision})' if revision else ''))
+    return [Path(p) for p in paths]
+
+
+@_online
 def raw_ap_file(one, probe: ProbeData) -> Path:
     """The local raw AP band of a probe (``raw_ephys_data/<probe>/*.ap.cbin`` with its ``.ch`` and ``.meta``).
 
@@ -560,12 +951,16 @@ def raw_ap_file(one, probe: ProbeData) -> Path:
         paths = one.load_datasets(prov.eid, [wanted[ext][0] for ext in ('cbin', 'ch', 'meta')],
                                   download_only=True, check_hash=False)[0]
     except Exception as exc:  # noqa: BLE001 - ONE raises several types for missing/unreachable files
+        why = network_failure(exc)
+        if why is not None:
+            raise NetworkError(f'insertion {prov.pid}: raw data {collection}: {why}') from exc
         raise NotFoundError(f'insertion {prov.pid}: raw data {collection}: {exc}') from exc
     if any(p is None or not Path(p).exists() for p in paths):
         raise NotFoundError(f'insertion {prov.pid}: raw data {collection}/*.ap.cbin is listed but not on disk')
     return Path(paths[0])
 
 
+@_online
 def load_session(one, eid: str | None = None, *, pid: str | None = None, probe: str | None = None,
                  **kwargs: Any) -> SessionData:
     """Load a session's metadata and one or all of its probes.
@@ -588,7 +983,8 @@ def load_session(one, eid: str | None = None, *, pid: str | None = None, probe: 
     """
     if pid is not None:
         eid, _ = resolve_pid(one, pid)
-        session = session_metadata(one, eid)
+        with _network_errors(f'insertion {pid}'):  # the insertion asked for, not its session
+            session = _session_metadata(one, eid)
         session.probes = [load_probe(one, pid, **kwargs)]
         return session
     if eid is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .ids import stable_uuid
-from .truth import SynthProbe, SynthSession
+from .truth import SynthCache, SynthProbe, SynthSession
 
 ALIGNMENT_KEY = '2024-02-01T10:00:00_alfnwb'
 TRAJECTORY_PROVENANCE = 'Ephys aligned histology track'
@@ -134,12 +134,64 @@ def insertion_responses(probe: SynthProbe, insertion: dict, trajectories: list) 
         Query -> response, for the insertion list (by session and name), the insertion read (by pid)
         and the aligned-trajectory list (by session and probe name); for :func:`write_rest_cache`.
     """
+    queries = insertion_queries(probe)
     return {
-        rest_query('insertions', session=probe.eid, name=probe.name): [insertion],
-        f'/insertions/{probe.pid}': insertion | {'session_info': {}},
-        rest_query('trajectories', session=probe.eid, probe=probe.name,
-                   provenance=TRAJECTORY_PROVENANCE): trajectories,
+        queries['insertions']: [insertion],
+        queries['insertion']: insertion | {'session_info': {}},
+        queries['trajectories']: trajectories,
     }
+
+
+def insertion_queries(probe: SynthProbe) -> dict:
+    """The REST queries a loader sends for one insertion, as keys of ONE's REST cache.
+
+    Parameters
+    ----------
+    probe : SynthProbe
+        The insertion.
+
+    Returns
+    -------
+    dict
+        ``'insertions'``: the insertion list by session and name; ``'insertion'``: the insertion read
+        by pid; ``'trajectories'``: the aligned-trajectory list by session and probe name.
+    """
+    return {
+        'insertions': rest_query('insertions', session=probe.eid, name=probe.name),
+        'insertion': f'/insertions/{probe.pid}',
+        'trajectories': rest_query('trajectories', session=probe.eid, probe=probe.name,
+                                   provenance=TRAJECTORY_PROVENANCE),
+    }
+
+
+def alyx_records(cache: SynthCache) -> dict:
+    """Every Alyx insertion and trajectory record of a synthetic cache, read back from its REST cache.
+
+    What a server holds, for a stand-in of Alyx to answer from: the records :func:`write_cache`
+    stored in ``cache_dir/.rest`` (:func:`insertion_responses`), one per insertion and trajectory.
+
+    Parameters
+    ----------
+    cache : SynthCache
+        As returned by :func:`~alfnwb.synthetic.write_cache`.
+
+    Returns
+    -------
+    dict
+        ``'insertions'``: list of insertion records (as the ``/insertions/<pid>`` read returns them);
+        ``'trajectories'``: list of trajectory records.
+    """
+    rest = Path(cache.cache_dir) / '.rest'
+
+    def read(query: str):
+        return json.loads((rest / _rest_name(query)).read_text())[0]
+
+    out = {'insertions': [], 'trajectories': []}
+    for probe in cache.probes:
+        queries = insertion_queries(probe)
+        out['insertions'].append(read(queries['insertion']))
+        out['trajectories'] += read(queries['trajectories'])
+    return out
 
 
 def write_rest_cache(cache_dir: Path, responses: dict) -> None:
@@ -157,5 +209,9 @@ def write_rest_cache(cache_dir: Path, responses: dict) -> None:
     rest.mkdir(parents=True, exist_ok=True)
     expiry = datetime.datetime(2100, 1, 1).isoformat()
     for query, response in responses.items():
-        name = hashlib.sha1(query.encode('utf-8')).hexdigest()
-        (rest / name).write_text(json.dumps([response, expiry]))
+        (rest / _rest_name(query)).write_text(json.dumps([response, expiry]))
+
+
+def _rest_name(query: str) -> str:
+    """The file name of a REST query's response in ONE's REST cache (the sha1 of the query)."""
+    return hashlib.sha1(query.encode('utf-8')).hexdigest()
