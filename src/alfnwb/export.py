@@ -189,8 +189,8 @@ def _build_and_write(session: SessionData, analyzers: list, meta: dict, compress
     """Build the NWBFile in memory, then write, validate and move it into place."""
     say(f'building the NWB file ({sum(p.n_clusters for p in session.probes)} units)')
     nwbfile = build_nwbfile(session, meta, compression=compression, analyzers=analyzers, warnings_log=log)
-    say(f'writing and validating {output}')
-    return write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir)
+    say(f'writing {output}')
+    return write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir, progress=say)
 
 
 def _result(path: Path, session: SessionData, extensions: tuple) -> ExportResult:

@@ -293,6 +293,16 @@ def _write_hdf5(nwbfile, tmp: Path) -> None:
         io.write(nwbfile)
 
 
+def _write_in_process(nwbfile, tmp: Path, progress: Callable[[str], None] | None) -> None:
+    """Write here, telling ``progress`` the size written as chunks go out."""
+    global _progress_hook
+    _progress_hook = _SizeReporter(tmp, progress) if progress is not None else None
+    try:
+        _write_hdf5(nwbfile, tmp)
+    finally:
+        _progress_hook = None
+
+
 def _send(fd: int, message: dict) -> None:
     """One JSON line up the pipe to the parent."""
     data = (json.dumps(message) + '\n').encode()
@@ -347,7 +357,8 @@ def _fork(safe: bool) -> int:
         return os.fork()
 
 
-def _write_isolated(nwbfile, tmp: Path, stall_timeout: float, safe: bool = True) -> None:
+def _write_isolated(nwbfile, tmp: Path, stall_timeout: float, safe: bool = True,
+                    progress: Callable[[str], None] | None = None) -> None:
     """Write the HDF5 file in a forked child process, watched by this one.
 
     When the disk fills up (or a file size limit is hit), HDF5 keeps the half-written file open and
@@ -369,7 +380,7 @@ def _write_isolated(nwbfile, tmp: Path, stall_timeout: float, safe: bool = True)
     os.close(write_end)
     log.debug('writing %s in child process %d', tmp, pid)
     try:
-        report = _ChildWatch(pid, read_end, tmp, stall_timeout).wait()
+        report = _ChildWatch(pid, read_end, tmp, stall_timeout, _SizeReporter(tmp, progress)).wait()
     except BaseException:  # the stall, or Ctrl-C: no writer may outlive this call
         _kill_and_reap(pid)
         raise
@@ -384,8 +395,9 @@ class _ChildWatch:
 
     poll = 0.2
 
-    def __init__(self, pid: int, read_end: int, tmp: Path, stall_timeout: float):
+    def __init__(self, pid: int, read_end: int, tmp: Path, stall_timeout: float, reporter=None):
         self.pid, self.fd, self.tmp, self.timeout = pid, read_end, tmp, stall_timeout
+        self.reporter = reporter or _SizeReporter(tmp, None)
         self.buffer, self.final, self.eof = b'', None, False
 
     def read(self) -> bool:
@@ -416,11 +428,24 @@ class _ChildWatch:
             now_size = _size(self.tmp)
             if got or now_size != size:
                 last, size = time.monotonic(), now_size
+                self.reporter()
             elif status is None and time.monotonic() - last > self.timeout:
                 raise _ChildFailed({'kind': 'stalled', 'seconds': self.timeout, 'pid': self.pid})
         while not self.eof and select.select([self.fd], [], [], 0)[0] and self.read():
             pass  # what the child wrote just before it exited
         return self.final or _death(status)
+
+
+class _SizeReporter:
+    """Tells ``progress`` how much of the file is written, at most every ``every`` seconds."""
+
+    def __init__(self, tmp: Path, progress: Callable[[str], None] | None, every: float = 2.0):
+        self.tmp, self.progress, self.every, self.last = tmp, progress, every, time.monotonic()
+
+    def __call__(self) -> None:
+        if self.progress is not None and time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            self.progress(f'writing: {max(_size(self.tmp), 0) / 1e6:.1f} MB so far')
 
 
 def _size(path: Path) -> int:
@@ -531,7 +556,7 @@ def _partial_path(path: Path, tmp_dir: str | Path | None) -> Path:
 
 def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_file: bool = True,
                   tmp_dir: str | Path | None = None, *, isolate: bool | None = None,
-                  stall_timeout: float | None = None) -> Path:
+                  stall_timeout: float | None = None, progress: Callable[[str], None] | None = None) -> Path:
     """Write atomically: temporary file, schema validation, rename.
 
     Parameters
@@ -553,6 +578,8 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
         A batch's worker processes pass False: the pool already isolates each job.
     stall_timeout : float, optional
         Seconds without progress after which the child writer is killed (default :data:`STALL_TIMEOUT`).
+    progress : callable, optional
+        Told the megabytes written so far (every few seconds) and when validation starts.
 
     Returns
     -------
@@ -574,10 +601,12 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
     try:
         if fork:
             _write_isolated(nwbfile, tmp, STALL_TIMEOUT if stall_timeout is None else stall_timeout,
-                            safe=blocker is None)
+                            safe=blocker is None, progress=progress)
         else:
             log.debug('writing %s in this process (%s)', tmp, why)
-            _write_hdf5(nwbfile, tmp)
+            _write_in_process(nwbfile, tmp, progress)
+        if progress is not None and validate_file:
+            progress(f'validating {path.name} (pynwb schema)')
         _validate_and_rename(tmp, path, overwrite, validate_file)
     except BaseException as e:  # nothing half-written stays, whatever happened
         # Windows cannot remove a file HDF5 left open: the next export (or batch) to it removes it
