@@ -524,7 +524,7 @@ def test_export_in_a_dask_worker_with_two_threads(base, tmp_path):
 
     outs = [tmp_path / f'x{i}.nwb' for i in range(2)]
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host='127.0.0.1',
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=':0') as cluster, Client(cluster) as client:
         futures = [client.submit(main, ['--quiet', 'export', '--pid', probe.pid, '--cache-dir', str(base.cache_dir),
                                         '-o', str(out)], pure=False)
                    for probe, out in zip(base.sessions[0].probes, outs)]
@@ -554,3 +554,32 @@ def test_a_file_that_fails_schema_validation_is_not_renamed(tmp_path, monkeypatc
     with pytest.raises(OutputError, match=rf'^output {out}: NWB schema validation failed: .*session_description'):
         nio.write_nwbfile(_small_nwbfile(), out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_retries_a_write_that_failed_with_an_internal_error(base, tmp_path, monkeypatch):
+    """The first write of the batch hits a bug: the job's error names it, and ``retries`` runs it again."""
+    from one.api import One
+
+    import alfnwb.nwb.io as nio
+    from alfnwb.batch import plan_jobs, run_batch
+
+    real, flag = nio._write_hdf5, tmp_path / 'failed-once'
+
+    def fails_once(nwbfile, tmp):  # a file, not a counter: the write may run in a forked child
+        if not flag.exists():
+            flag.touch()
+            raise ZeroDivisionError('division by zero')
+        real(nwbfile, tmp)
+
+    monkeypatch.setattr(nio, '_write_hdf5', fails_once)
+    jobs = plan_jobs(One(cache_dir=base.cache_dir, mode='local'), all_insertions=True)
+    ds = tmp_path / 'ds'
+    report = run_batch(jobs, ds, {'cache_dir': str(base.cache_dir)}, validate=False, progress=False, retries=1)
+    assert report.ok and report.done == len(jobs), report.failures
+    m = pd.read_parquet(ds / '.alfnwb' / 'manifest.parquet').set_index('key')
+    assert len(jobs) == 2 and sorted(m['attempts']) == [1, 2]  # the job that failed ran twice
+    flag.unlink()
+    report = run_batch(jobs, tmp_path / 'ds2', {'cache_dir': str(base.cache_dir)}, validate=False, progress=False)
+    assert report.failed == 1
+    (error,) = report.failures.values()
+    assert error.startswith('output ') and error.endswith(': internal error: ZeroDivisionError: division by zero')
