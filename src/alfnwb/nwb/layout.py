@@ -210,6 +210,8 @@ PROVENANCE = Table(PROVENANCE_PATH, 'Where each probe came from (ONE / ALF), by 
     Column('alfnwb_version', 'alfnwb_version', dtype='text'),
     Column('ibllib_version', 'ibllib_version', dtype='text'),
     Column('one_version', 'one_version', dtype='text'),
+    Column('waveforms', 'IBL\'s extracted waveforms (waveforms.*) used for the waveforms, templates and principal '
+           'components: empty when the sorting has none', dtype='text'),
     Column('warnings', 'every degradation of this probe\'s export (data left out, a fallback taken), one per '
            'line; empty when none', dtype='text'),
     Column('num_samples', 'samples of the probe\'s recording (raw file length, else last spike sample + 1; '
