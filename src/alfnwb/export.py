@@ -101,13 +101,12 @@ def build_analyzers(one, session: SessionData, extensions=None, raw: bool = Fals
     from .analyzer import build_analyzer, open_raw_recording, resolve_extensions
     from .loading import raw_ap_file
 
-    names = resolve_extensions(extensions, raw=raw)
-    if not names:
+    if not resolve_extensions(extensions, raw=raw, waveforms=True):
         return [None] * len(session.probes)
     out = []
-    for probe in session.probes:
+    for probe in session.probes:  # each probe resolves the names: IBL's waveforms.* may differ between them
         recording = open_raw_recording(raw_ap_file(one, probe), probe) if raw else None
-        out.append(build_analyzer(probe, names, recording=recording, extension_params=extension_params,
+        out.append(build_analyzer(probe, extensions, recording=recording, extension_params=extension_params,
                                   n_jobs=n_jobs, progress=progress))
     return out
 
@@ -180,7 +179,7 @@ def _check_arguments(output, overwrite: bool, metadata, extensions, raw: bool) -
 
     output = check_output(output, overwrite)
     meta = metadata if isinstance(metadata, dict) else read_metadata(metadata)
-    resolve_extensions(extensions, raw=raw)
+    resolve_extensions(extensions, raw=raw, waveforms=True)  # names only: each probe checks what it has
     return output, meta
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from ._compat import one_insertions_table, spike_sorting_loader_class
 from .errors import (AlfNwbError, AtlasRequiredError, HistologyError, InvalidDataError, NotFoundError,
                      SorterNotFoundError)
+from .waveforms import waveform_rows
 from .model import HISTOLOGY_LEVELS, KILOSORT25, UNREVISIONED, ProbeData, Provenance, SessionData
 
 if TYPE_CHECKING:
@@ -393,11 +394,6 @@ def load_waveforms(loader, one, eid: str, pid: str, collection: str, one_revisio
                                f'{str(e)[:120]})') from None
     return {'traces': wl.traces, 'templates': np.asarray(wl.templates), 'table': wl.df_wav,
             'channels': np.asarray(wl.channels), 'version': int(wl.data_version)}
-
-
-def waveform_rows(waveforms: dict) -> np.ndarray:
-    """Which rows of IBL's waveform table hold a waveform (the per-cluster layout pads with NaN rows)."""
-    return waveforms['table']['sample'].notna().to_numpy()
 
 
 def check_waveforms(pid: str, collection: str, waveforms: dict, spikes: dict, n_clusters: int,
