@@ -77,7 +77,7 @@ LAYERS = (
     ('foundation', ('errors', 'model', '_compat', 'kernels', 'fileio', 'metadata', 'atlas', 'nwb.layout', 'waveforms')),
     ('load', ('loading', 'synthetic')),
     ('analyse', ('extensions', 'analyzer')),
-    ('build + write', ('nwb.session', 'nwb.electrodes', 'nwb.units', 'nwb.analyzer', 'nwb.io', 'export')),
+    ('build + write', ('nwb.session', 'nwb.electrodes', 'nwb.units', 'nwb.analyzer', 'nwb.io', 'nwb.waveforms', 'export')),
     ('publish', ('dandi', 'batch')),
     ('read back', ('nwb.reader', 'readback', 'reanalysis', 'plots')),
     ('interfaces', ('cli', 'docgen')),

@@ -52,10 +52,13 @@ def build_nwbfile(session: SessionData, metadata: dict | None = None, compressio
     from .nwb.electrodes import add_electrodes
     from .nwb.session import add_provenance, make_nwbfile
     from .nwb.units import add_units
+    from .nwb.waveforms import add_ibl_waveforms
 
     nwbfile = make_nwbfile(session, metadata)
     offsets = add_electrodes(nwbfile, session.probes)
     add_units(nwbfile, session.probes, offsets, compression=compression)
+    for probe in session.probes:
+        add_ibl_waveforms(nwbfile, probe, compression=compression)
     num_samples = [0] * len(session.probes)
     if analyzers:
         from .nwb.analyzer import add_spike_sorting
