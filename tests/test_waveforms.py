@@ -2,6 +2,7 @@
 extensions without the raw band, stored as published and read back."""
 
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -156,3 +157,55 @@ def test_corrupt_waveforms_one_line_error(raw_synth, tmp_path, defect):
         load_probe(One(cache_dir=cache, mode='local'), truth.pid)
     msg = str(e.value)
     assert '\n' not in msg and 'waveforms' in msg and truth.pid in msg
+
+
+V1 = Path(__file__).resolve().parent / 'data' / 'waveforms_v1'
+
+
+@pytest.fixture(scope='module')
+def v1_cache(raw_synth, tmp_path_factory):
+    """The raw cache with probe00's waveforms.* replaced by IBL's per-cluster (version 1) files of the same data."""
+    cache = tmp_path_factory.mktemp('v1') / 'cache'
+    shutil.copytree(raw_synth.cache_dir, cache)
+    truth = raw_synth.sessions[0].probes[0]
+    s = truth.default_sorting
+    folder = cache / truth.raw_path.parents[2].relative_to(raw_synth.cache_dir) / s.collection / f'#{s.revision}#'
+    for f in V1.glob('waveforms.*'):
+        shutil.copy(f, folder / f.name)
+    return cache, truth
+
+
+def test_per_cluster_layout(v1_cache, tmp_path):
+    from ibldsp.waveform_extraction import WaveformsLoader
+    from one.api import One
+
+    cache, truth = v1_cache
+    one = One(cache_dir=cache, mode='local')
+    probe = load_probe(one, truth.pid)
+    assert probe.provenance.waveforms == 'waveforms.* v1 (per cluster)'
+    wl = WaveformsLoader(V1)
+    assert wl.data_version == 1 and wl.df_wav['sample'].isna().sum() == 15  # clusters with fewer than 8
+    an = build_analyzer(probe)
+    vec = an.sorting.to_spike_vector()
+    pos = {(int(u), int(s)): i for i, (s, u) in enumerate(zip(vec['sample_index'], vec['unit_index']))}
+    valid = wl.df_wav['sample'].notna().to_numpy()
+    expected = sorted(pos[(int(c), int(s))] for c, s in zip(wl.df_wav['cluster'][valid], wl.df_wav['sample'][valid]))
+    np.testing.assert_array_equal(an.get_extension('random_spikes').get_data(), expected)
+    traces = np.asarray(wl.traces).reshape(-1, 40, 128)[valid]
+    assert an.get_extension('waveforms').get_data().shape == (len(expected), 128, 32)
+    assert np.isfinite(an.get_extension('waveforms').get_data()).all()
+    spike = expected[0]
+    row = next(i for i, (c, s) in enumerate(zip(wl.df_wav['cluster'][valid], wl.df_wav['sample'][valid]))
+               if (int(c), int(s)) == (int(vec['unit_index'][spike]), int(vec['sample_index'][spike])))
+    sparse = np.flatnonzero(an.sparsity.mask[vec['unit_index'][spike]])
+    ch = list(wl.channels[valid][row])
+    np.testing.assert_allclose(an.get_extension('waveforms').get_data()[0][:, :sparse.size],
+                               traces[row][[ch.index(c) for c in sparse]].T * 1e6, rtol=1e-6)
+
+    out = export(one, tmp_path / 'v1.nwb', pid=truth.pid)
+    back = alfnwb.read_alf_object(out.path, truth.name, 'waveforms')
+    np.testing.assert_array_equal(back['traces'], np.asarray(wl.traces))
+    np.testing.assert_array_equal(back['templates'], wl.templates)
+    np.testing.assert_array_equal(back['channels'], wl.channels)
+    assert back['channels'].dtype == wl.channels.dtype
+    pd.testing.assert_frame_equal(back['table'], wl.df_wav)

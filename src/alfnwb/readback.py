@@ -108,6 +108,14 @@ def read_alf(path: str | Path, probe: str | None = None) -> tuple[dict, dict, di
     return spikes, clusters, channels
 
 
+def _pandas_dtype(dataset) -> str:
+    """The pandas dtype a waveforms.table column had (written in its description)."""
+    import re
+
+    found = re.search(r'\(pandas dtype (\w+)\)', decode([dataset.attrs.get('description', '')])[0])
+    return found.group(1) if found else str(dataset.dtype)
+
+
 def read_alf_object(path: str | Path, probe: str | None = None, obj: str = 'waveforms') -> dict:
     """An ALF object of a probe stored as published; today IBL's extracted waveforms (``waveforms``).
 
@@ -139,7 +147,7 @@ def read_alf_object(path: str | Path, probe: str | None = None, obj: str = 'wave
         group = f[key]
         skip = {'channels', 'traces', 'id'}
         names = [k for k in decode(group.attrs['colnames']) if k not in skip]
-        table = pd.DataFrame({k: group[k][:] for k in names})
+        table = pd.DataFrame({k: pd.Series(group[k][:]).astype(_pandas_dtype(group[k])) for k in names})
         traces, channels = group['traces'][:], group['channels'][:]
         templates = f[layout.ibl_waveforms_path(probe, 'waveform_templates')]['templates'][:]
         if 'v1' in f.provenance().get(probe, {}).get('waveforms', ''):  # per cluster: (clusters, waveforms, ...)

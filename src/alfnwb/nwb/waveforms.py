@@ -31,8 +31,10 @@ def add_ibl_waveforms(nwbfile, probe: ProbeData, compression: str | None = 'gzip
     name = probe.provenance.probe
     table = wf['table']
     traces = np.asarray(wf['traces'])
-    cols = [VectorData(name=str(c), description=f'waveforms.table column {c}',
-                       data=table[c].to_numpy(dtype=float if table[c].isna().any() else None))
+    # nullable integers (the per-cluster layout's NaN rows) as float with NaN; the dtype is kept in the description
+    cols = [VectorData(name=str(c), description=f'waveforms.table column {c} (pandas dtype {table[c].dtype})',
+                       data=table[c].to_numpy(dtype=float, na_value=np.nan) if table[c].isna().any()
+                       else table[c].to_numpy(dtype=np.dtype(str(table[c].dtype).lower())))
             for c in table.columns]
     cols.append(VectorData(name='channels', description=layout.IBL_WAVEFORMS['channels'].description,
                            data=np.asarray(wf['channels'])))
