@@ -209,3 +209,19 @@ def test_per_cluster_layout(v1_cache, tmp_path):
     np.testing.assert_array_equal(back['channels'], wl.channels)
     assert back['channels'].dtype == wl.channels.dtype
     pd.testing.assert_frame_equal(back['table'], wl.df_wav)
+
+
+@pytest.mark.slow
+def test_spikeinterface_gui_opens_the_read_back_analyzer(raw_synth, wf_export, tmp_path, monkeypatch):
+    """spikeinterface-gui's main window (Qt offscreen) on read_sorting_analyzer, with the waveform views."""
+    pytest.importorskip('spikeinterface_gui')
+    monkeypatch.setenv('QT_QPA_PLATFORM', 'offscreen')
+    monkeypatch.setenv('XDG_RUNTIME_DIR', str(tmp_path))
+    from spikeinterface_gui import run_mainwindow
+
+    analyzer = alfnwb.read_sorting_analyzer(wf_export.path, raw_synth.sessions[0].probes[0].name)
+    win = run_mainwindow(analyzer, mode='desktop', with_traces=False, start_app=False)
+    assert {'waveform', 'waveformheatmap', 'maintemplate', 'ndscatter', 'spikeamplitude', 'correlogram',
+            'probe', 'unitlist', 'similarity'} <= set(win.views)
+    assert not win.grab().isNull()
+    win.close()
