@@ -122,11 +122,11 @@ def read_alf_object(path: str | Path, probe: str | None = None, obj: str = 'wave
     Parameters
     ----------
     path : str or pathlib.Path
-        An NWB file written by alfnwb.
+        The exported file (local path or URL).
     probe : str, optional
-        Probe name; needed when the file holds several.
+        Which probe, when the file has more than one.
     obj : str
-        ``'waveforms'``.
+        The ALF object: ``'waveforms'``.
 
     Returns
     -------

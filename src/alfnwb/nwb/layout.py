@@ -21,7 +21,7 @@ from ..model import SAMPLING_FREQUENCY
 
 __all__ = ['Column', 'Table', 'ELECTRODES', 'UNITS', 'PROVENANCE', 'METRICS', 'MAPPINGS', 'UNKNOWN',
            'ELECTRODES_PATH', 'UNITS_PATH', 'ECEPHYS_PATH', 'PROVENANCE_PATH', 'PROVENANCE_TABLE', 'SESSION_PATHS',
-           'LOCALIZATION_TABLES', 'container_path', 'IBL_WAVEFORMS', 'IBL_WAVEFORM_TEMPLATES', 'ibl_waveforms_path', 'WAVEFORM_RATE', 'UNIT_INFO', 'PROVENANCE_FIELDS',
+           'LOCALIZATION_TABLES', 'container_path', 'UNITS_WITH_WAVEFORMS', 'IBL_WAVEFORMS', 'IBL_WAVEFORM_TEMPLATES', 'ibl_waveforms_path', 'WAVEFORM_RATE', 'UNIT_INFO', 'PROVENANCE_FIELDS',
            'metric_description']
 
 #: Location of channels without histology (``void`` is the Allen term for outside the brain).
@@ -189,6 +189,8 @@ IBL_WAVEFORM_TEMPLATES = Table(f'{ECEPHYS_PATH}/<probe>_waveform_templates', 'IB
 def ibl_waveforms_path(probe: str, what: str = 'waveforms') -> str:
     """Path of a probe's copy of IBL's ``waveforms`` table (``what='waveform_templates'``: the medians)."""
     return f'{ECEPHYS_PATH}/{probe}_{what}'
+#: Units columns written only when a probe of the file has IBL's extracted waveforms (``waveforms.*``).
+UNITS_WITH_WAVEFORMS = UNITS.select('waveform_sd', 'waveform_median', 'sorter_template')
 #: Units columns written from the clusters object itself (the metrics follow them).
 UNIT_INFO = UNITS.select('probe_name', 'pid', 'cluster_id', 'cluster_uuid', 'peak_channel', 'depth', 'location',
                          'beryl_acronym', 'cosmos_acronym')
