@@ -182,7 +182,7 @@ def _ibl_waveforms(probe: ProbeData, names: tuple[str, ...], recording, vector: 
     neighbourhood misses; the channels dropped that way are a :class:`DataWarning`.
     """
     pid = probe.provenance.pid
-    if probe.waveforms is None or not set(names) & set(WAVEFORM_EXTENSIONS + ('random_spikes', 'templates')):
+    if probe.waveforms is None or 'waveforms' not in names:  # random spikes and templates follow the waveforms
         return None
     if recording is not None:
         probe.provenance.waveforms = f'raw AP band (SpikeInterface); {probe.provenance.waveforms} not used'

@@ -57,8 +57,10 @@ def build_nwbfile(session: SessionData, metadata: dict | None = None, compressio
     nwbfile = make_nwbfile(session, metadata)
     offsets = add_electrodes(nwbfile, session.probes)
     add_units(nwbfile, session.probes, offsets, compression=compression)
-    for probe in session.probes:
-        add_ibl_waveforms(nwbfile, probe, compression=compression)
+    for probe, analyzer in zip(session.probes, analyzers or [None] * len(session.probes)):
+        if analyzer is not None and analyzer.has_extension('waveforms') and probe.provenance.waveforms.startswith(
+                'waveforms.*'):  # IBL's waveforms.* as published, with the waveforms extension made of them
+            add_ibl_waveforms(nwbfile, probe, compression=compression)
     num_samples = [0] * len(session.probes)
     if analyzers:
         from .nwb.analyzer import add_spike_sorting

@@ -143,7 +143,8 @@ def read_alf_object(path: str | Path, probe: str | None = None, obj: str = 'wave
         _, probe = f.probe_rows(_E, probe)
         key = layout.ibl_waveforms_path(probe)
         if key not in f:
-            raise NWBReadError(f'{path}: probe {probe} has no waveforms object (the sorting had no waveforms.*)')
+            raise NWBReadError(f'{path}: probe {probe} has no waveforms object (the sorting had no waveforms.*, or '
+                               'the export was made without the waveforms extension)')
         group = f[key]
         skip = {'channels', 'traces', 'id'}
         names = [k for k in decode(group.attrs['colnames']) if k not in skip]
