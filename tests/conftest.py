@@ -34,6 +34,15 @@ def synth(tmp_path_factory):
     return write_cache(tmp_path_factory.mktemp('cache'), seed=7, sessions=3, n_units=24, duration=90.0)
 
 
+@pytest.fixture(scope='session')
+def raw_synth(tmp_path_factory):
+    """One session, two probes (NP1 and NP2.4), 3 s of raw data consistent with the spikes, and IBL's
+    extracted waveforms (waveforms.*) of each probe's default sorting."""
+    from alfnwb.synthetic import write_cache
+
+    return write_cache(tmp_path_factory.mktemp('rawcache'), seed=11, sessions=1, n_units=12, duration=3.0, raw=True)
+
+
 @pytest.fixture
 def one_plain(synth):
     """A plain one.api.One on the cache (no Alyx: pids resolve through insertions.pqt)."""

@@ -12,14 +12,6 @@ from alfnwb.readback import read_sorting_analyzer
 
 
 @pytest.fixture(scope='module')
-def raw_synth(tmp_path_factory):
-    """One session, two probes (NP1 and NP2.4), 3 s of raw data consistent with the spikes."""
-    from alfnwb.synthetic import write_cache
-
-    return write_cache(tmp_path_factory.mktemp('rawcache'), seed=11, sessions=1, n_units=12, duration=3.0, raw=True)
-
-
-@pytest.fixture(scope='module')
 def raw_export(raw_synth, tmp_path_factory):
     from one.api import One
 

@@ -39,8 +39,11 @@ def _described(group) -> dict:
 def test_written_columns_are_the_layouts(session_export):
     with h5py.File(session_export.path, 'r') as f:
         units = _described(f[layout.UNITS_PATH])
-        for col in layout.UNITS:
-            assert units[col.name] == col.description
+        for col in layout.UNITS:  # the session has no waveforms.*: their columns are not written
+            if col in layout.UNITS_WITH_WAVEFORMS:
+                assert col.name not in units
+            else:
+                assert units[col.name] == col.description
         metrics = set(units) - set(layout.UNITS.names) - {f'{c.name}_index' for c in layout.UNITS.ragged}
         assert metrics and all(units[m] == layout.metric_description(m) for m in metrics)
         assert 'label' in metrics and units['label'] == layout.METRICS['label'].description

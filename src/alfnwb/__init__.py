@@ -11,7 +11,7 @@ __version__ = '0.1.0'
 _API = {name: module for module, names in (
     ('alfnwb.export', ('export', 'build_nwbfile')),
     ('alfnwb.loading', ('load_probe', 'load_session', 'available_sortings')),
-    ('alfnwb.readback', ('read_alf', 'read_sorting_analyzer', 'info')),
+    ('alfnwb.readback', ('read_alf', 'read_alf_object', 'read_sorting_analyzer', 'info')),
     ('alfnwb.analyzer', ('build_analyzer',)),
     ('alfnwb.metadata', ('read_metadata',)),
     ('alfnwb.reanalysis', ('read_units', 'load_spike_times', 'to_sorting', 'update_catalog')),

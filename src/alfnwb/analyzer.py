@@ -24,8 +24,9 @@ from .errors import AlfNwbError, DataWarning, InvalidDataError
 from .extensions import BUILD_ORDER, REGISTRY, BuildContext, dense_templates, template_channels
 from .kernels import spike_vector
 from .model import SAMPLING_FREQUENCY, ProbeData
+from .waveforms import covered_mask, flat_waveforms, select
 
-__all__ = ['ALF_EXTENSIONS', 'RAW_EXTENSIONS', 'DEFAULT_EXTENSIONS', 'EXTENSION_SOURCES', 'DEFAULT_PARAMS',
+__all__ = ['ALF_EXTENSIONS', 'RAW_EXTENSIONS', 'WAVEFORM_EXTENSIONS', 'DEFAULT_EXTENSIONS', 'EXTENSION_SOURCES', 'DEFAULT_PARAMS',
            'resolve_extensions', 'build_analyzer', 'open_raw_recording', 'probe_sampling_frequency',
            'memory_analyzer', 'probegroup', 'sparsity_mask']
 
@@ -35,6 +36,8 @@ FS = SAMPLING_FREQUENCY
 ALF_EXTENSIONS = tuple(n for n, e in REGISTRY.items() if e.kind != 'raw')
 #: Extensions that need the raw AP band (``--raw``).
 RAW_EXTENSIONS = tuple(n for n, e in REGISTRY.items() if e.kind == 'raw')
+#: Extensions that IBL's extracted waveforms (``waveforms.*``) give without the raw band.
+WAVEFORM_EXTENSIONS = tuple(n for n, e in REGISTRY.items() if e.from_ibl_waveforms)
 #: Written when nothing is asked: everything that ALF alone gives (plus the raw ones with ``--raw``).
 DEFAULT_EXTENSIONS = ALF_EXTENSIONS
 #: Where each extension comes from (shown by ``alfnwb info`` and in the docs).
@@ -43,7 +46,8 @@ EXTENSION_SOURCES = {n: e.source for n, e in REGISTRY.items()}
 DEFAULT_PARAMS = {n: dict(e.params) for n, e in REGISTRY.items() if e.params}
 
 
-def resolve_extensions(spec: str | Iterable[str] | None, raw: bool = False) -> tuple[str, ...]:
+def resolve_extensions(spec: str | Iterable[str] | None, raw: bool = False,
+                       waveforms: bool = False) -> tuple[str, ...]:
     """The extensions to build, in build order, dependencies included.
 
     Parameters
@@ -54,15 +58,19 @@ def resolve_extensions(spec: str | Iterable[str] | None, raw: bool = False) -> t
         as a list or comma-separated.
     raw : bool
         Whether the raw AP band is used. Raw-only extensions without it are an error.
+    waveforms : bool
+        Whether IBL's extracted waveforms are at hand: they give :data:`WAVEFORM_EXTENSIONS`
+        without the raw band (and are in the default then).
 
     Returns
     -------
     tuple of str
     """
+    extra = (set(RAW_EXTENSIONS) if raw else set()) | (set(WAVEFORM_EXTENSIONS) if waveforms else set())
     if spec is None or spec == 'default':
-        wanted = set(DEFAULT_EXTENSIONS) | (set(RAW_EXTENSIONS) if raw else set())
+        wanted = set(DEFAULT_EXTENSIONS) | extra
     elif spec == 'all':
-        wanted = set(ALF_EXTENSIONS) | (set(RAW_EXTENSIONS) if raw else set())
+        wanted = set(ALF_EXTENSIONS) | extra
     elif spec == 'none':
         return ()
     else:
@@ -72,9 +80,11 @@ def resolve_extensions(spec: str | Iterable[str] | None, raw: bool = False) -> t
             raise AlfNwbError(f'unknown extension(s) {", ".join(unknown)}; choose from all, none, default or '
                               f'{", ".join(ALF_EXTENSIONS + RAW_EXTENSIONS)}')
         wanted = set(names)
-        need_raw = sorted(wanted & set(RAW_EXTENSIONS))
+        need_raw = sorted(wanted & set(RAW_EXTENSIONS) - extra)
         if need_raw and not raw:
-            raise AlfNwbError(f'extension(s) {", ".join(need_raw)} need the raw data: add --raw (raw=True)')
+            raise AlfNwbError(f'extension(s) {", ".join(need_raw)} need the raw data (--raw, raw=True)'
+                              + (' or IBL\'s extracted waveforms (waveforms.*)' if
+                                 set(need_raw) <= set(WAVEFORM_EXTENSIONS) else ''))
     for name in list(wanted):
         wanted |= set(REGISTRY[name].depends)
     return tuple(n for n in BUILD_ORDER if n in wanted)
@@ -163,6 +173,38 @@ def _templates_or_none(probe: ProbeData, names: tuple[str, ...]) -> np.ndarray |
         return None
 
 
+def _ibl_waveforms(probe: ProbeData, names: tuple[str, ...], recording, vector: np.ndarray,
+                   params: dict) -> dict | None:
+    """IBL's waveforms the analyzer uses (None without them, or with the raw band, which then is the source).
+
+    The sparsity of a unit with waveforms is its sorter channels (``clusters.waveformsChannels``)
+    that every one of its kept waveforms covers: no value is made up for a channel a waveform's
+    neighbourhood misses; the channels dropped that way are a :class:`DataWarning`.
+    """
+    pid = probe.provenance.pid
+    if probe.waveforms is None or 'waveforms' not in names:  # random spikes and templates follow the waveforms
+        return None
+    if recording is not None:
+        probe.provenance.waveforms = f'raw AP band (SpikeInterface); {probe.provenance.waveforms} not used'
+        return None
+    flat = flat_waveforms(probe.waveforms, probe.channels['rawInd'])
+    rs = params.get('random_spikes', {})
+    try:
+        kept = select(flat, vector, probe.n_clusters, rs.get('max_spikes_per_unit'), int(rs.get('seed') or 0))
+    except ValueError as e:
+        raise InvalidDataError(f'insertion {pid}: {probe.provenance.collection}/waveforms.table: {e}') from None
+    sorter = sparsity_mask(probe)
+    has = kept['per_unit'] > 0
+    covered = covered_mask(flat, kept['rows'], probe.n_clusters, probe.n_channels)
+    mask = np.where(has[:, None], sorter & covered, sorter)
+    dropped = int((sorter & ~mask).sum())
+    if dropped:
+        warnings.warn(DataWarning(f'insertion {pid}: IBL waveforms of {int((sorter & ~mask).any(axis=1).sum())} '
+                                  f'units miss {dropped} of their sorter channels: those channels are left out '
+                                  'of their sparsity'))
+    return {'flat': flat, 'mask': mask, **kept}
+
+
 def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = None, recording=None,
                    extension_params: dict | None = None, n_jobs: int = 1,
                    progress: Callable[[str], None] | None = None):
@@ -189,18 +231,21 @@ def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = No
         Unit ids are the cluster ids (``0..n_clusters-1``), channel ids the channel indices of the
         probe (``0..n_channels-1``).
     """
-    names = resolve_extensions(extensions, raw=recording is not None)
+    names = resolve_extensions(extensions, raw=recording is not None, waveforms=probe.waveforms is not None)
     fs = probe_sampling_frequency(probe, recording)
     samples = _spike_samples(probe, fs)
     clusters = np.asarray(probe.spikes['clusters']).astype(np.int64)
     vector, order = spike_vector(samples, clusters)
     num_samples = int(recording.get_num_samples()) if recording is not None else \
         int(samples.max() + 1 if samples.size else 0)
+    params = _params(extension_params)
+    ibl = _ibl_waveforms(probe, names, recording, vector, params)
+    mask = sparsity_mask(probe) if ibl is None else ibl['mask']
     analyzer = memory_analyzer(vector, fs, np.arange(probe.n_clusters), np.arange(probe.n_channels),
-                               _probegroup(probe), sparsity_mask(probe), num_samples, recording)
-    ctx = BuildContext(probe=probe, analyzer=analyzer, params=_params(extension_params), vector=vector, order=order,
+                               _probegroup(probe), mask, num_samples, recording)
+    ctx = BuildContext(probe=probe, analyzer=analyzer, params=params, vector=vector, order=order,
                        clusters=clusters, fs=fs, recording=recording, n_jobs=n_jobs,
-                       dense=_templates_or_none(probe, names))
+                       dense=_templates_or_none(probe, names), ibl=ibl)
     for name in names:
         if progress is not None:
             progress(f'{probe.provenance.probe}: {name}')

@@ -381,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--duration', type=float, default=300.0, help='recording length, s')
     p.add_argument('--raw', action='store_true',
                    help='also write the raw AP band (mtscomp .cbin/.ch/.meta, ~10 MB per probe and second of '
-                        'recording: use a short --duration)')
+                        'recording: use a short --duration) and IBL\'s extracted waveforms (waveforms.*, by IBL\'s '
+                        'extract_wfs_cbin: ~5 s per probe and second)')
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser('demo', help='synthesize a session, export it, and show the result')

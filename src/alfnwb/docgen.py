@@ -30,6 +30,8 @@ def _table_markdown(table: layout.Table) -> str:
 def _paths() -> str:
     rows = [('electrodes table', layout.ELECTRODES_PATH), ('units table', layout.UNITS_PATH),
             ('provenance table', layout.PROVENANCE_PATH), ('SortingAnalyzer of a probe', layout.container_path('<probe>')),
+            ('IBL\'s waveforms.* of a probe, as published', layout.ibl_waveforms_path('<probe>')),
+            ('IBL\'s waveforms.templates of a probe', layout.ibl_waveforms_path('<probe>', 'waveform_templates')),
             *((f'session {k}', v) for k, v in layout.SESSION_PATHS.items())]
     return '\n'.join(['| what | path |', '|---|---|'] + [f'| {k} | `{v}` |' for k, v in rows])
 
@@ -45,7 +47,8 @@ def render_docs() -> dict[str, str]:
     """The generated tables, by marker name."""
     return {'paths': _paths(), 'electrodes': _table_markdown(layout.ELECTRODES),
             'units': _table_markdown(layout.UNITS), 'metrics': _table_markdown(layout.METRICS),
-            'provenance': _table_markdown(layout.PROVENANCE), 'extensions': _extensions()}
+            'provenance': _table_markdown(layout.PROVENANCE), 'extensions': _extensions(),
+            'ibl_waveforms': _table_markdown(layout.IBL_WAVEFORMS) + '\n\n' + _table_markdown(layout.IBL_WAVEFORM_TEMPLATES)}
 
 
 def blocks(text: str) -> dict[str, str]:
@@ -74,10 +77,11 @@ def rewrite_docs(path: str | Path) -> bool:
 #: The layers of the package, in the order data flow through them: a module imports only modules of
 #: its own layer or earlier ones (``tests/test_layout.py`` checks it on the real imports).
 LAYERS = (
-    ('foundation', ('errors', 'model', '_compat', 'kernels', 'fileio', 'locks', 'metadata', 'atlas', 'nwb.layout')),
+    ('foundation', ('errors', 'model', '_compat', 'kernels', 'fileio', 'locks', 'metadata', 'atlas', 'nwb.layout',
+                    'waveforms')),
     ('load', ('loading', 'synthetic')),
     ('analyse', ('extensions', 'analyzer')),
-    ('build + write', ('nwb.session', 'nwb.electrodes', 'nwb.units', 'nwb.analyzer', 'nwb.io', 'export')),
+    ('build + write', ('nwb.session', 'nwb.electrodes', 'nwb.units', 'nwb.analyzer', 'nwb.io', 'nwb.waveforms', 'export')),
     ('publish', ('dandi', 'batch')),
     ('read back', ('nwb.reader', 'readback', 'reanalysis', 'plots')),
     ('interfaces', ('cli', 'docgen')),

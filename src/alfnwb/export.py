@@ -52,10 +52,15 @@ def build_nwbfile(session: SessionData, metadata: dict | None = None, compressio
     from .nwb.electrodes import add_electrodes
     from .nwb.session import add_provenance, make_nwbfile
     from .nwb.units import add_units
+    from .nwb.waveforms import add_ibl_waveforms
 
     nwbfile = make_nwbfile(session, metadata)
     offsets = add_electrodes(nwbfile, session.probes)
     add_units(nwbfile, session.probes, offsets, compression=compression)
+    for probe, analyzer in zip(session.probes, analyzers or [None] * len(session.probes)):
+        if analyzer is not None and analyzer.has_extension('waveforms') and probe.provenance.waveforms.startswith(
+                'waveforms.*'):  # IBL's waveforms.* as published, with the waveforms extension made of them
+            add_ibl_waveforms(nwbfile, probe, compression=compression)
     num_samples = [0] * len(session.probes)
     if analyzers:
         from .nwb.analyzer import add_spike_sorting
@@ -101,13 +106,12 @@ def build_analyzers(one, session: SessionData, extensions=None, raw: bool = Fals
     from .analyzer import build_analyzer, open_raw_recording, resolve_extensions
     from .loading import raw_ap_file
 
-    names = resolve_extensions(extensions, raw=raw)
-    if not names:
+    if not resolve_extensions(extensions, raw=raw, waveforms=True):
         return [None] * len(session.probes)
     out = []
-    for probe in session.probes:
+    for probe in session.probes:  # each probe resolves the names: IBL's waveforms.* may differ between them
         recording = open_raw_recording(raw_ap_file(one, probe), probe) if raw else None
-        out.append(build_analyzer(probe, names, recording=recording, extension_params=extension_params,
+        out.append(build_analyzer(probe, extensions, recording=recording, extension_params=extension_params,
                                   n_jobs=n_jobs, progress=progress))
     return out
 
@@ -180,7 +184,7 @@ def _check_arguments(output, overwrite: bool, metadata, extensions, raw: bool) -
 
     output = check_output(output, overwrite)
     meta = metadata if isinstance(metadata, dict) else read_metadata(metadata)
-    resolve_extensions(extensions, raw=raw)
+    resolve_extensions(extensions, raw=raw, waveforms=True)  # names only: each probe checks what it has
     return output, meta
 
 

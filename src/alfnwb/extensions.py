@@ -105,6 +105,7 @@ class BuildContext:
     recording: object = None
     n_jobs: int = 1
     dense: np.ndarray | None = None  # ALF templates, uV, (units, samples, channels)
+    ibl: dict | None = None  # IBL's extracted waveforms the analyzer uses (alfnwb.analyzer), or None
     extra: dict = field(default_factory=dict)
 
 
@@ -119,10 +120,11 @@ class Extension:
     params: dict = {}  # SpikeInterface parameters (override with ``extension_params``)
     stage: int = 2  # build order: 0 random spikes, 1 raw-data extensions, 2 the rest
     needs_templates: bool = False  # uses the ALF templates (dense, uV)
+    from_ibl_waveforms: bool = False  # a raw extension that IBL's extracted waveforms give as well
 
     def build(self, ctx: BuildContext) -> None:
         """Compute it with SpikeInterface (extensions taken from ALF override this)."""
-        if self.kind == 'raw' and ctx.recording is None:
+        if self.kind == 'raw' and ctx.recording is None and not (self.from_ibl_waveforms and ctx.ibl):
             raise AlfNwbError(f'insertion {ctx.probe.provenance.pid}: extension {self.name} needs the raw data')
         job_kwargs = {'n_jobs': ctx.n_jobs, 'progress_bar': False} if self.kind == 'raw' else {}
         ctx.analyzer.compute(self.name, **ctx.params.get(self.name, {}), **job_kwargs)
@@ -138,6 +140,15 @@ class RandomSpikes(Extension):
     name, kind, nwb_groups, stage = 'random_spikes', 'computed', ('random_spikes',), 0
     source = 'computed (SpikeInterface, uniform, seeded)'
     params = {'method': 'uniform', 'max_spikes_per_unit': 100, 'seed': 0}
+
+    def build(self, ctx: BuildContext) -> None:
+        """SpikeInterface's uniform choice, or exactly the spikes IBL extracted waveforms of."""
+        if ctx.ibl is None:
+            return super().build(ctx)
+        p = ctx.params[self.name]
+        inject_extension(ctx.analyzer, self.name, {'method': 'ibl_waveforms', 'max_spikes_per_unit':
+                                                   p.get('max_spikes_per_unit'), 'margin_size': None,
+                                                   'seed': p.get('seed')}, {'random_spikes_indices': ctx.ibl['spikes']})
 
     def write(self, ctx) -> None:
         from hdmf.common import VectorData, VectorIndex
@@ -163,9 +174,12 @@ class RandomSpikes(Extension):
 
 class Templates(Extension):
     name, kind, nwb_groups, needs_templates = 'templates', 'ALF', ('templates',), True
-    source = 'ALF clusters.waveforms (uV)'
+    source = 'ALF clusters.waveforms (uV); with IBL\'s waveforms.*: SpikeInterface from them'
 
     def build(self, ctx: BuildContext) -> None:
+        if ctx.ibl is not None and ctx.analyzer.has_extension('waveforms'):  # SpikeInterface's, of the waveforms
+            ctx.analyzer.compute(self.name, operators=['average', 'std', 'median'])
+            return
         ms_before, ms_after = ms_window(_peak_sample(ctx.dense), ctx.dense.shape[1], ctx.fs)
         inject_extension(ctx.analyzer, self.name, {'ms_before': ms_before, 'ms_after': ms_after,
                                                    'operators': ['average']}, {'average': ctx.dense})
@@ -365,8 +379,27 @@ class QualityMetrics(Extension):
 
 class Waveforms(Extension):
     name, kind, nwb_groups, depends, stage = 'waveforms', 'raw', ('waveforms',), ('random_spikes',), 1
-    source = 'computed from the raw AP band'
+    source = 'IBL waveforms.* (uV), else computed from the raw AP band'
     params = {'ms_before': 1.0, 'ms_after': 2.0}
+    from_ibl_waveforms = True
+
+    def build(self, ctx: BuildContext) -> None:
+        """IBL's traces (V -> uV) on the unit's sparse channels, or SpikeInterface's from the raw band."""
+        if ctx.ibl is None:
+            return super().build(ctx)
+        from .waveforms import TROUGH_SAMPLE, on_channels
+
+        mask = ctx.analyzer.sparsity.mask
+        counts = mask.sum(axis=1)
+        width = int(counts.max(initial=0))
+        channels = np.argsort(~mask, axis=1, kind='stable')[:, :width]
+        channels = np.where(np.arange(width)[None, :] < counts[:, None], channels, -1)
+        units = ctx.ibl['flat']['cluster'][ctx.ibl['rows']]
+        wf = on_channels(ctx.ibl['flat'], ctx.ibl['rows'], channels[units])  # (n, width, samples), V
+        wf = np.swapaxes(np.nan_to_num(wf, nan=0.0), 1, 2) * np.float32(1e6)  # NaN only where SpikeInterface pads
+        ms_before, ms_after = ms_window(TROUGH_SAMPLE, wf.shape[1], ctx.fs)
+        inject_extension(ctx.analyzer, self.name, {'ms_before': ms_before, 'ms_after': ms_after, 'dtype': 'float32'},
+                         {'waveforms': wf.astype(np.float32)})
 
     def write(self, ctx) -> None:
         from hdmf.common import VectorIndex
@@ -412,7 +445,8 @@ class PrincipalComponents(Extension):
     name, kind, stage = 'principal_components', 'raw', 1
     nwb_groups = ('pca_projections_by_channel', 'pca_projections_concatenated')
     depends = ('random_spikes', 'waveforms')
-    source = 'computed from the raw waveforms'
+    source = 'computed (SpikeInterface) from the waveforms'
+    from_ibl_waveforms = True
     params = {'n_components': 5, 'mode': 'by_channel_local', 'whiten': True}
 
     def write(self, ctx) -> None:

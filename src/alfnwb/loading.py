@@ -24,6 +24,7 @@ import numpy as np
 from ._compat import one_http_timeout, one_insertions_table, spike_sorting_loader_class
 from .errors import (AlfNwbError, AtlasRequiredError, HistologyError, InvalidDataError, NetworkError, NotFoundError,
                      SorterNotFoundError)
+from .waveforms import waveform_rows
 from .model import HISTOLOGY_LEVELS, KILOSORT25, UNREVISIONED, ProbeData, Provenance, SessionData
 
 if TYPE_CHECKING:
@@ -549,9 +550,98 @@ def _load_insertion(one, pid: str, eid: str, probe: str, spike_sorter: str | Non
     spikes = {k: np.asarray(v) for k, v in spikes.items()}
     clusters = _normalise_clusters(clusters)
     _check(pid, spikes, clusters, channels, collection)
+    waveforms = load_waveforms(loader, one, eid, pid, collection, one_revision)
+    if waveforms is not None:
+        check_waveforms(pid, collection, waveforms, spikes, clusters['channels'].size, channels['rawInd'])
     prov = Provenance(pid=pid, eid=str(eid), probe=probe, spike_sorter=sorter, collection=collection,
-                      revision=loaded_rev, histology=histology, model=_probe_model(one, pid), **_versions())
-    return ProbeData(provenance=prov, spikes=spikes, clusters=clusters, channels=channels)
+                      revision=loaded_rev, histology=histology, model=_probe_model(one, pid),
+                      waveforms='' if waveforms is None else WAVEFORM_VERSIONS[waveforms['version']], **_versions())
+    return ProbeData(provenance=prov, spikes=spikes, clusters=clusters, channels=channels, waveforms=waveforms)
+
+
+#: Provenance of each on-disk version of IBL's extracted waveforms (``WaveformsLoader.data_version``).
+WAVEFORM_VERSIONS = {1: 'waveforms.* v1 (per cluster)', 2: 'waveforms.* v2 (flat)'}
+#: Raw AP channels of a Neuropixels recording: IBL's neighbourhoods use it as the padding index.
+RAW_AP_CHANNELS = 384
+#: The attributes of IBL's ``waveforms`` object.
+WAVEFORM_ATTRIBUTES = ('traces', 'templates', 'table', 'channels')
+
+
+def load_waveforms(loader, one, eid: str, pid: str, collection: str, one_revision: str | None) -> dict | None:
+    """IBL's extracted waveforms of the sorting through ``SpikeSortingLoader.raw_waveforms()``, or None.
+
+    Returns
+    -------
+    dict or None
+        ``traces``, ``templates``, ``table``, ``channels`` as ``WaveformsLoader`` holds them (``traces``
+        memory-mapped) and ``version`` (1 per cluster, 2 flat); None when the collection has no
+        ``waveforms`` object.
+
+    Raises
+    ------
+    InvalidDataError
+        Some of the four datasets missing, or unreadable.
+    """
+    names = [str(n) for n in one.list_datasets(eid, collection=collection, filename='waveforms.*')]
+    if not names:
+        return None
+    present = {n.split('/')[-1].split('.')[1] for n in names}
+    missing = [a for a in WAVEFORM_ATTRIBUTES if a not in present]
+    if missing:
+        raise InvalidDataError(f'insertion {pid}: {collection}/waveforms.{missing[0]} missing (the waveforms object '
+                               f'has {", ".join(sorted(present))})')
+    try:
+        wl = loader.raw_waveforms(revision=one_revision)
+    except Exception as e:  # noqa: BLE001 - the loader asserts, numpy and pyarrow raise many kinds
+        raise InvalidDataError(f'insertion {pid}: {collection}/waveforms.*: cannot be read ({type(e).__name__}: '
+                               f'{str(e)[:120]})') from None
+    return {'traces': wl.traces, 'templates': np.asarray(wl.templates), 'table': wl.df_wav,
+            'channels': np.asarray(wl.channels), 'version': int(wl.data_version)}
+
+
+def check_waveforms(pid: str, collection: str, waveforms: dict, spikes: dict, n_clusters: int,
+                    raw_ind: np.ndarray) -> None:
+    """Check IBL's waveforms like every ALF object: shapes agree, spikes exist, channels on the probe.
+
+    Normal in IBL's writer and not errors: neighbourhood channels equal to the raw channel count
+    (padding beyond the probe ends, NaN traces), and in the per-cluster layout NaN table rows with
+    ``-1`` channel rows and zero traces (clusters with fewer waveforms than the maximum).
+
+    Raises
+    ------
+    InvalidDataError
+        One line naming the dataset.
+    """
+    name = f'insertion {pid}: {collection}/waveforms'
+    traces, table, channels, templates = (waveforms[k] for k in ('traces', 'table', 'channels', 'templates'))
+    rows = int(np.prod(traces.shape[:-2])) if traces.ndim in (3, 4) else -1
+    if rows != len(table) or channels.ndim != 2 or channels.shape != (len(table), traces.shape[-2]):
+        raise InvalidDataError(f'{name}.traces has shape {traces.shape}, waveforms.table {len(table)} rows, '
+                               f'waveforms.channels shape {channels.shape}: they do not agree')
+    if templates.ndim != 3 or templates.shape[1:] != traces.shape[-2:]:
+        raise InvalidDataError(f'{name}.templates has shape {templates.shape}, waveforms.traces {traces.shape}')
+    valid = waveform_rows(waveforms)
+    clu = table['cluster'].to_numpy()[valid].astype(np.int64)
+    if clu.size and (clu.min() < 0 or clu.max() >= n_clusters):
+        raise InvalidDataError(f'{name}.table refers to cluster {int(clu.max() if clu.min() >= 0 else clu.min())} '
+                               f'but there are {n_clusters} clusters')
+    if templates.shape[0] != np.unique(clu).size:
+        raise InvalidDataError(f'{name}.templates has {templates.shape[0]} rows for {np.unique(clu).size} clusters '
+                               'in waveforms.table')
+    samples = table['sample'].to_numpy()[valid].astype(np.int64)
+    if 'samples' not in spikes:
+        raise InvalidDataError(f'{name}: spikes.samples is needed to match the waveforms to spikes')
+    key = np.asarray(spikes['clusters']).astype(np.int64) * (2 ** 40) + np.asarray(spikes['samples']).astype(np.int64)
+    found = np.isin(clu * (2 ** 40) + samples, key)
+    if not found.all():
+        raise InvalidDataError(f'{name}.table: {int((~found).sum())} waveforms (first: cluster {clu[~found][0]}, '
+                               f'sample {samples[~found][0]}) match no spike in spikes.samples/spikes.clusters')
+    ch = channels[valid]
+    pad = max(int(np.max(raw_ind, initial=-1)) + 1, RAW_AP_CHANNELS)  # IBL pads with the raw channel count
+    if ch.size and (ch.min() < 0 or ch.max() > pad):
+        raise InvalidDataError(f'{name}.channels refers to channel {int(ch.max() if ch.min() >= 0 else ch.min())} '
+                               f'outside the probe ({pad} raw channels)')
+
 
 
 def _resolve_insertion(one, pid: str | None, eid: str | None, probe: str | None) -> tuple[str, str, str]:

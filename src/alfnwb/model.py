@@ -49,6 +49,7 @@ class Provenance:
     alfnwb_version: str = ''
     ibllib_version: str = ''
     one_version: str = ''
+    waveforms: str = ''  # IBL's extracted waveforms used: '' none, 'waveforms.* v1 (per cluster)' or '... v2 (flat)'
     warnings: str = ''  # every degradation of this probe's export, one per line
 
     def to_dict(self) -> dict:
@@ -76,12 +77,19 @@ class ProbeData:
     waveformsChannels, amps when present.
     ``channels``: axial_um, lateral_um, rawInd, shank; with histology also x, y, z (m from bregma,
     IBL axes), atlas_id and acronym.
+    ``waveforms``: IBL's extracted waveforms when the sorting has them (else None), as
+    ``SpikeSortingLoader.raw_waveforms()`` loads them: ``traces`` (V; (waveforms, channels, samples),
+    or (clusters, waveforms, channels, samples) in the per-cluster layout), ``templates`` (their
+    median per cluster), ``table`` (DataFrame: cluster, sample, peak_channel, waveform_index, ...),
+    ``channels`` (raw channel of each trace row; the probe's channel count pads the neighbourhoods),
+    ``version`` (1: per cluster, 2: flat).
     """
 
     provenance: Provenance
     spikes: dict
     clusters: dict
     channels: dict
+    waveforms: dict | None = None
 
     @property
     def n_clusters(self) -> int:
@@ -115,13 +123,15 @@ class ProbeData:
     def to_dict(self) -> dict:
         """``{'provenance': dict, 'spikes': dict, 'clusters': dict, 'channels': dict}``."""
         return {'provenance': self.provenance.to_dict(), 'spikes': _arrays_to_dict(self.spikes),
-                'clusters': _arrays_to_dict(self.clusters), 'channels': _arrays_to_dict(self.channels)}
+                'clusters': _arrays_to_dict(self.clusters), 'channels': _arrays_to_dict(self.channels),
+                'waveforms': None if self.waveforms is None else dict(self.waveforms)}
 
     @classmethod
     def from_dict(cls, d: dict) -> ProbeData:
         """The inverse of :meth:`to_dict`."""
         return cls(provenance=Provenance.from_dict(d['provenance']), spikes=_arrays_to_dict(d['spikes']),
-                   clusters=_arrays_to_dict(d['clusters']), channels=_arrays_to_dict(d['channels']))
+                   clusters=_arrays_to_dict(d['clusters']), channels=_arrays_to_dict(d['channels']),
+                   waveforms=None if d.get('waveforms') is None else dict(d['waveforms']))
 
 
 @dataclass

@@ -15,7 +15,7 @@ from .extensions import GROUP_TO_EXTENSION, REGISTRY
 from .nwb import layout
 from .nwb.reader import ExportedFile, decode, open_export, ragged_rows
 
-__all__ = ['read_alf', 'read_sorting_analyzer', 'info']
+__all__ = ['read_alf', 'read_alf_object', 'read_sorting_analyzer', 'info']
 
 _U = layout.UNITS_PATH
 _E = layout.ELECTRODES_PATH
@@ -55,13 +55,14 @@ def _spikes(f: ExportedFile, u0: int, u1: int, cluster_ids: np.ndarray) -> dict:
 def _templates(f: ExportedFile, u0: int, u1: int, e0: int) -> dict:
     """``waveforms`` (V, ALF channel order) and ``waveformsChannels`` from ``waveform_mean``."""
     units = f[_U]
-    if 'waveform_mean' not in units or u1 <= u0:
+    column = 'sorter_template' if 'sorter_template' in units else 'waveform_mean'  # the sorter's, with waveforms.*
+    if column not in units or u1 <= u0:
         return {}
     # stored peak channel first, in uV; ALF order is ascending channel index, in V
     e_start, e_stop, _ = f.ragged_range(_U, 'electrodes', u0, u1)
     wfc = (units['electrodes'][e_start:e_stop] - e0).reshape(u1 - u0, -1)
     perm = np.argsort(wfc, axis=1, kind='stable')
-    wf = units['waveform_mean'][u0:u1] / np.float32(1e6)
+    wf = units[column][u0:u1] / np.float32(1e6)
     return {'waveformsChannels': np.take_along_axis(wfc, perm, axis=1),
             'waveforms': np.take_along_axis(wf, perm[:, None, :], axis=2)}
 
@@ -105,6 +106,54 @@ def read_alf(path: str | Path, probe: str | None = None) -> tuple[dict, dict, di
         clusters['metrics'] = pd.DataFrame(metrics)
         clusters.update(_templates(f, u0, u1, e0))
     return spikes, clusters, channels
+
+
+def _pandas_dtype(dataset) -> str:
+    """The pandas dtype a waveforms.table column had (written in its description)."""
+    import re
+
+    found = re.search(r'\(pandas dtype (\w+)\)', decode([dataset.attrs.get('description', '')])[0])
+    return found.group(1) if found else str(dataset.dtype)
+
+
+def read_alf_object(path: str | Path, probe: str | None = None, obj: str = 'waveforms') -> dict:
+    """An ALF object of a probe stored as published; today IBL's extracted waveforms (``waveforms``).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The exported file (local path or URL).
+    probe : str, optional
+        Which probe, when the file has more than one.
+    obj : str
+        The ALF object: ``'waveforms'``.
+
+    Returns
+    -------
+    dict
+        ``traces`` (V, float32, per-cluster layout reshaped back to (clusters, waveforms, channels,
+        samples)), ``templates``, ``table`` (DataFrame) and ``channels``, as
+        ``SpikeSortingLoader.raw_waveforms()`` loaded them.
+    """
+    import pandas as pd
+
+    if obj != 'waveforms':
+        raise NWBReadError(f'{path}: ALF object {obj!r} is not stored as published (only waveforms)')
+    with open_export(path) as f:
+        _, probe = f.probe_rows(_E, probe)
+        key = layout.ibl_waveforms_path(probe)
+        if key not in f:
+            raise NWBReadError(f'{path}: probe {probe} has no waveforms object (the sorting had no waveforms.*, or '
+                               'the export was made without the waveforms extension)')
+        group = f[key]
+        skip = {'channels', 'traces', 'id'}
+        names = [k for k in decode(group.attrs['colnames']) if k not in skip]
+        table = pd.DataFrame({k: pd.Series(group[k][:]).astype(_pandas_dtype(group[k])) for k in names})
+        traces, channels = group['traces'][:], group['channels'][:]
+        templates = f[layout.ibl_waveforms_path(probe, 'waveform_templates')]['templates'][:]
+        if 'v1' in f.provenance().get(probe, {}).get('waveforms', ''):  # per cluster: (clusters, waveforms, ...)
+            traces = traces.reshape(templates.shape[0], -1, *traces.shape[1:])
+    return {'traces': traces, 'templates': templates, 'table': table, 'channels': channels}
 
 
 def info(path: str | Path) -> dict:

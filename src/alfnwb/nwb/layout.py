@@ -21,7 +21,7 @@ from ..model import SAMPLING_FREQUENCY
 
 __all__ = ['Column', 'Table', 'ELECTRODES', 'UNITS', 'PROVENANCE', 'METRICS', 'MAPPINGS', 'UNKNOWN',
            'ELECTRODES_PATH', 'UNITS_PATH', 'ECEPHYS_PATH', 'PROVENANCE_PATH', 'PROVENANCE_TABLE', 'SESSION_PATHS',
-           'LOCALIZATION_TABLES', 'container_path', 'WAVEFORM_RATE', 'UNIT_INFO', 'PROVENANCE_FIELDS',
+           'LOCALIZATION_TABLES', 'container_path', 'UNITS_WITH_WAVEFORMS', 'IBL_WAVEFORMS', 'IBL_WAVEFORM_TEMPLATES', 'ibl_waveforms_path', 'WAVEFORM_RATE', 'UNIT_INFO', 'PROVENANCE_FIELDS',
            'metric_description']
 
 #: Location of channels without histology (``void`` is the Allen term for outside the brain).
@@ -156,9 +156,41 @@ UNITS = Table(UNITS_PATH, 'spike sorted units (ALF clusters) of every probe; ids
     Column('location', 'Allen CCF acronym at the peak channel (unknown without histology)', dtype='text'),
     Column('beryl_acronym', 'Beryl region at the peak channel', dtype='text'),
     Column('cosmos_acronym', 'Cosmos region at the peak channel', dtype='text'),
-    Column('waveform_mean', 'cluster template (clusters.waveforms), uV, samples x electrodes in the order of the '
-           'electrodes column', 'uV', 'float32', 'clusters.waveforms'),
+    Column('waveform_mean', 'mean of the unit\'s IBL extracted waveforms (waveforms.traces) when the sorting has '
+           'them (NaN on electrodes their neighbourhood misses, and for units of probes without them), else the '
+           'cluster template (clusters.waveforms); uV, samples x electrodes in the order of the electrodes column',
+           'uV', 'float32', 'waveforms.traces'),
+    Column('waveform_sd', 'standard deviation of the unit\'s IBL extracted waveforms (waveforms.traces), uV, '
+           'samples x electrodes (NaN as waveform_mean); only with waveforms.*', 'uV', 'float32',
+           'waveforms.traces'),
+    Column('waveform_median', 'IBL\'s median of the unit\'s extracted waveforms (waveforms.templates), uV, samples x '
+           'electrodes (NaN as waveform_mean); only with waveforms.*', 'uV', 'float32', 'waveforms.templates'),
+    Column('sorter_template', 'the spike sorter\'s template (clusters.waveforms), uV, samples x electrodes; written '
+           'when waveform_mean holds the extracted waveforms\' mean', 'uV', 'float32', 'clusters.waveforms'),
 ))
+
+#: IBL's extracted waveforms as published (``waveforms.*``), one table per probe, for the exact round trip.
+IBL_WAVEFORMS = Table(f'{ECEPHYS_PATH}/<probe>_waveforms', 'IBL\'s extracted waveforms (waveforms.*) exactly as '
+                      'published: one row per waveforms.table row', (
+    Column('<table column>', 'each column of waveforms.table (cluster, sample, peak_channel, waveform_index, ...)',
+           alf='waveforms.table'),
+    Column('channels', 'raw channel of each trace row (waveforms.channels); the raw channel count pads '
+           'neighbourhoods beyond the probe ends', dtype='int', alf='waveforms.channels'),
+    Column('traces', 'the waveform (waveforms.traces), V, channels x samples, spike at sample 42', 'V', 'float32',
+           'waveforms.traces'),
+))
+IBL_WAVEFORM_TEMPLATES = Table(f'{ECEPHYS_PATH}/<probe>_waveform_templates', 'IBL\'s median waveform of each '
+                               'cluster of waveforms.table (waveforms.templates), exactly as published', (
+    Column('templates', 'median of the cluster\'s waveforms, V, channels x samples', 'V', 'float32',
+           'waveforms.templates'),
+))
+
+
+def ibl_waveforms_path(probe: str, what: str = 'waveforms') -> str:
+    """Path of a probe's copy of IBL's ``waveforms`` table (``what='waveform_templates'``: the medians)."""
+    return f'{ECEPHYS_PATH}/{probe}_{what}'
+#: Units columns written only when a probe of the file has IBL's extracted waveforms (``waveforms.*``).
+UNITS_WITH_WAVEFORMS = UNITS.select('waveform_sd', 'waveform_median', 'sorter_template')
 #: Units columns written from the clusters object itself (the metrics follow them).
 UNIT_INFO = UNITS.select('probe_name', 'pid', 'cluster_id', 'cluster_uuid', 'peak_channel', 'depth', 'location',
                          'beryl_acronym', 'cosmos_acronym')
@@ -210,6 +242,8 @@ PROVENANCE = Table(PROVENANCE_PATH, 'Where each probe came from (ONE / ALF), by 
     Column('alfnwb_version', 'alfnwb_version', dtype='text'),
     Column('ibllib_version', 'ibllib_version', dtype='text'),
     Column('one_version', 'one_version', dtype='text'),
+    Column('waveforms', 'IBL\'s extracted waveforms (waveforms.*) used for the waveforms, templates and principal '
+           'components: empty when the sorting has none', dtype='text'),
     Column('warnings', 'every degradation of this probe\'s export (data left out, a fallback taken), one per '
            'line; empty when none', dtype='text'),
     Column('num_samples', 'samples of the probe\'s recording (raw file length, else last spike sample + 1; '

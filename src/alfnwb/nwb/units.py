@@ -145,6 +145,8 @@ def add_units(nwbfile, probes: list[ProbeData], electrode_offsets: list[int],
     n_units = sum(p.n_clusters for p in probes)
     columns += _metric_columns([p.cluster_metrics() for p in probes], n_units)
     columns, kwargs = _waveform_mean(columns, probes, [t for _, _, t in electrodes], compression)
+    if kwargs and any(p.waveforms is not None for p in probes):
+        columns = _extracted_waveforms(columns, probes, [r for r, _, _ in electrodes], electrode_offsets, compression)
     nwbfile.units = Units(name='units', description=layout.UNITS.description,
                           id=ElementIdentifiers(name='id', data=np.arange(n_units, dtype=np.int64)), columns=columns,
                           resolution=1 / layout.WAVEFORM_RATE, electrode_table=nwbfile.electrodes, **kwargs)
@@ -169,6 +171,29 @@ def _waveform_mean(columns: list, probes: list[ProbeData], templates: list,
     columns = columns + [VectorData(name='waveform_mean', description=layout.UNITS['waveform_mean'].description,
                                     data=dataio(wf, compression, chunk=256))]
     return columns, {'waveform_rate': layout.WAVEFORM_RATE, 'waveform_unit': 'microvolts'}
+
+
+def _extracted_waveforms(columns: list, probes: list[ProbeData], electrodes: list, offsets: list[int],
+                         compression: str | None) -> list:
+    """``waveform_mean``/``waveform_sd``/``waveform_median`` from IBL's extracted waveforms; the sorter's
+    templates move to ``sorter_template`` (called once ``waveform_mean`` holds them for every probe)."""
+    from hdmf.common import VectorData
+
+    from .waveforms import unit_waveform_columns
+
+    n_samples = next(np.asarray(p.waveforms['traces']).shape[-1] for p in probes if p.waveforms is not None)
+    per_probe = [unit_waveform_columns(p, np.asarray(r).reshape(p.n_clusters, -1) - o, n_samples)
+                 for p, r, o in zip(probes, electrodes, offsets)]
+    out = []
+    for col in columns:
+        if col.name == 'waveform_mean':
+            col = VectorData(name='sorter_template', description=layout.UNITS['sorter_template'].description,
+                             data=col.data)
+        out.append(col)
+    for name in ('waveform_mean', 'waveform_sd', 'waveform_median'):
+        out.append(VectorData(name=name, description=layout.UNITS[name].description,
+                              data=dataio(np.concatenate([c[name] for c in per_probe]), compression, chunk=256)))
+    return out
 
 
 def _metric_columns(metrics: list, n_units: int) -> list:

@@ -39,23 +39,25 @@ Neuropixels gains: :data:`RAW_FORMATS`).
 The package, one module per concern (every public name below is importable from
 ``alfnwb.synthetic``):
 
-============ ===================================================================================
-module       contents
-============ ===================================================================================
-``cache``    :func:`write_cache`, the session templates (``TEMPLATES``), ``SUBJECTS``, ``REVISION``
-``alf``      ALF objects: :func:`probe_geometry`, :func:`probe_channels`, :func:`spike_trains`,
-             :func:`unit_templates`, :func:`probe_clock`, :func:`spike_sorting`,
-             :func:`save_alf_object`; ``FS``, ``TIP_UM``, ``TRACKS``
-``raw``      the raw AP band: :func:`write_raw`, :func:`raw_sample2volts`, :func:`raw_file_name`,
-             ``RAW_FORMATS``, ``RAW_NOISE_UV``
-``rest``     Alyx records and ONE's REST cache: :func:`rest_records`, :func:`insertion_responses`,
-             :func:`openapi_schema`, :func:`rest_query`, :func:`write_rest_cache`
-``tables``   ONE's cache tables: :func:`session_row`, :func:`dataset_rows`, :func:`insertion_row`,
-             :func:`file_md5`, :func:`write_tables`
-``truth``    the ground truth returned: :class:`SynthCache`, :class:`SynthSession`,
-             :class:`SynthProbe`, :class:`SynthSorting`
-``ids``      :func:`stable_uuid`, :func:`stable_rng`: ids and random streams derived from the seed
-============ ===================================================================================
+============= ===================================================================================
+module        contents
+============= ===================================================================================
+``cache``     :func:`write_cache`, the session templates (``TEMPLATES``), ``SUBJECTS``, ``REVISION``
+``alf``       ALF objects: :func:`probe_geometry`, :func:`probe_channels`, :func:`spike_trains`,
+              :func:`unit_templates`, :func:`probe_clock`, :func:`spike_sorting`,
+              :func:`save_alf_object`; ``FS``, ``TIP_UM``, ``TRACKS``
+``raw``       the raw AP band: :func:`write_raw`, :func:`raw_sample2volts`, :func:`raw_file_name`,
+              ``RAW_FORMATS``, ``RAW_NOISE_UV``
+``waveforms`` IBL's extracted waveforms (``waveforms.*``) by IBL's ``extract_wfs_cbin``:
+              :func:`write_waveforms`, ``MAX_WAVEFORMS``, ``PREPROCESS_STEPS``
+``rest``      Alyx records and ONE's REST cache: :func:`rest_records`, :func:`insertion_responses`,
+              :func:`openapi_schema`, :func:`rest_query`, :func:`write_rest_cache`
+``tables``    ONE's cache tables: :func:`session_row`, :func:`dataset_rows`, :func:`insertion_row`,
+              :func:`file_md5`, :func:`write_tables`
+``truth``     the ground truth returned: :class:`SynthCache`, :class:`SynthSession`,
+              :class:`SynthProbe`, :class:`SynthSorting`
+``ids``       :func:`stable_uuid`, :func:`stable_rng`: ids and random streams derived from the seed
+============= ===================================================================================
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from .rest import (ALIGNMENT_KEY, TRAJECTORY_PROVENANCE, insertion_responses, op
                    rest_records, write_rest_cache)
 from .tables import dataset_rows, file_md5, insertion_row, session_row, write_tables
 from .truth import SynthCache, SynthProbe, SynthSession, SynthSorting
+from .waveforms import MAX_WAVEFORMS, PREPROCESS_STEPS, WAVEFORM_FILES, write_waveforms
 
 __all__ = [
     # writing a cache, and its ground truth
@@ -81,6 +84,7 @@ __all__ = [
     'probe_geometry', 'probe_channels', 'spike_trains', 'unit_templates', 'probe_clock', 'spike_sorting',
     'save_alf_object',
     'raw_sample2volts', 'raw_file_name', 'write_raw',
+    'write_waveforms', 'MAX_WAVEFORMS', 'PREPROCESS_STEPS', 'WAVEFORM_FILES',
     'rest_records', 'insertion_responses', 'openapi_schema', 'rest_query', 'write_rest_cache',
     'session_row', 'dataset_rows', 'insertion_row', 'file_md5', 'write_tables',
 ]

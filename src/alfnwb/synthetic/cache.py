@@ -13,6 +13,7 @@ from .raw import write_raw
 from .rest import insertion_responses, openapi_schema, rest_records
 from .tables import dataset_rows, insertion_row, session_row, write_tables
 from .truth import SynthCache, SynthProbe, SynthSession, SynthSorting
+from .waveforms import write_waveforms
 
 REVISION = '2024-05-06'
 
@@ -92,6 +93,9 @@ def _write_probe(session: SynthSession, pid: str, index: int, spec: tuple, rng: 
                         int(round(duration * FS)))
         probe.raw_path = new[0]
         files += [(f, True) for f in new]
+        sorting = probe.default_sorting  # IBL's waveforms, cut from the raw band by IBL's code
+        folder = session.path / sorting.collection / (f'#{sorting.revision}#' if sorting.revision else '')
+        files += [(f, True) for f in write_waveforms(probe, sorting, folder)]
     return probe, insertion, trajectories, files
 
 
@@ -118,7 +122,9 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
         Also write each probe's raw AP band, consistent with its default sorting, at
         ``raw_ephys_data/probeXX/_spikeglx_ephysData_g0_t0.imecK.ap.{cbin,ch,meta}`` (int16, 385
         channels at 30 kHz, ``duration * 30000 * 770`` bytes before compression: keep ``duration``
-        short). The ALF data do not depend on this flag.
+        short), and the default sorting's extracted waveforms (``waveforms.*``, made by IBL's
+        ``extract_wfs_cbin``: :func:`~alfnwb.synthetic.write_waveforms`). The other ALF data do not
+        depend on this flag.
 
     Returns
     -------
