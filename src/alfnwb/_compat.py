@@ -134,6 +134,16 @@ def spike_sorting_loader_class():
     return _Loader
 
 
+# Relies on: the private SessionLoader._find_behaviour_collection. Written against ibllib 4.1.0 (<5).
+def trials_collection(session_loader) -> str:
+    """The collection ``SessionLoader.load_trials()`` loads the trials from when given none.
+
+    Relies on ``brainbox.io.one.SessionLoader._find_behaviour_collection('trials')`` (private): the
+    collection of ``_ibl_trials.table.pqt``, ``'alf'`` when there is none; raises
+    ``ALFMultipleCollectionsFound`` when several collections hold one. Written against ibllib 4.1.0
+    (bounded ``<5`` in pyproject.toml).
+    """
+    return session_loader._find_behaviour_collection('trials')
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ def _table_markdown(table: layout.Table) -> str:
 
 def _paths() -> str:
     rows = [('electrodes table', layout.ELECTRODES_PATH), ('units table', layout.UNITS_PATH),
+            ('trials table', layout.TRIALS_PATH),
             ('provenance table', layout.PROVENANCE_PATH), ('SortingAnalyzer of a probe', layout.container_path('<probe>')),
             *((f'session {k}', v) for k, v in layout.SESSION_PATHS.items())]
     return '\n'.join(['| what | path |', '|---|---|'] + [f'| {k} | `{v}` |' for k, v in rows])
@@ -45,7 +46,8 @@ def render_docs() -> dict[str, str]:
     """The generated tables, by marker name."""
     return {'paths': _paths(), 'electrodes': _table_markdown(layout.ELECTRODES),
             'units': _table_markdown(layout.UNITS), 'metrics': _table_markdown(layout.METRICS),
-            'provenance': _table_markdown(layout.PROVENANCE), 'extensions': _extensions()}
+            'provenance': _table_markdown(layout.PROVENANCE), 'extensions': _extensions(),
+            'trials': _table_markdown(layout.TRIALS)}
 
 
 def blocks(text: str) -> dict[str, str]:

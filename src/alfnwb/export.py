@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import WarningLog, recorded_warnings
-from .loading import load_session
+from .loading import load_session, load_trials
 from .model import SessionData
 from .metadata import read_metadata
 from .nwb.io import check_output, output_lock, write_nwbfile
@@ -50,12 +50,14 @@ def build_nwbfile(session: SessionData, metadata: dict | None = None, compressio
     pynwb.NWBFile
     """
     from .nwb.electrodes import add_electrodes
-    from .nwb.session import add_provenance, make_nwbfile
+    from .nwb.session import add_provenance, add_trials, make_nwbfile
     from .nwb.units import add_units
 
     nwbfile = make_nwbfile(session, metadata)
     offsets = add_electrodes(nwbfile, session.probes)
     add_units(nwbfile, session.probes, offsets, compression=compression)
+    if session.trials is not None:
+        add_trials(nwbfile, session.trials)
     num_samples = [0] * len(session.probes)
     if analyzers:
         from .nwb.analyzer import add_spike_sorting
@@ -118,7 +120,7 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
            compression: str | None = 'gzip', extensions=None, raw: bool = False,
            extension_params: dict | None = None, n_jobs: int = 1,
            tmp_dir: str | Path | None = None, strict: bool = False,
-           progress: Callable[[str], None] | None = None) -> ExportResult:
+           progress: Callable[[str], None] | None = None, trials: bool = True) -> ExportResult:
     """Export an insertion or a session to one NWB file.
 
     Parameters
@@ -157,6 +159,9 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         Fail on any degradation (:class:`~alfnwb.errors.AlfNwbWarning`) instead of warning and recording it.
     progress : callable, optional
         Called with a short message as each stage starts (the command line prints them).
+    trials : bool
+        Include the session's trials (brainbox ``SessionLoader.load_trials()``) as the NWB ``trials``
+        table (command line: ``--no-trials`` for False); a session without trials warns.
 
     Returns
     -------
@@ -168,6 +173,8 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         say(f'loading {"insertion " + str(pid) if pid else "session " + str(eid)}')
         session = load_session(one, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter, revision=revision,
                                min_histology=min_histology, atlas=atlas)
+        if trials:
+            load_trials(one, session)
         analyzers = build_analyzers(one, session, extensions, raw=raw, extension_params=extension_params,
                                     n_jobs=n_jobs, progress=say)
         path = _build_and_write(session, analyzers, meta, compression, log, output, overwrite, tmp_dir, say)

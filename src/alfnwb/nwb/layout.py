@@ -22,7 +22,7 @@ from ..model import SAMPLING_FREQUENCY
 __all__ = ['Column', 'Table', 'ELECTRODES', 'UNITS', 'PROVENANCE', 'METRICS', 'MAPPINGS', 'UNKNOWN',
            'ELECTRODES_PATH', 'UNITS_PATH', 'ECEPHYS_PATH', 'PROVENANCE_PATH', 'PROVENANCE_TABLE', 'SESSION_PATHS',
            'LOCALIZATION_TABLES', 'container_path', 'WAVEFORM_RATE', 'UNIT_INFO', 'PROVENANCE_FIELDS',
-           'metric_description']
+           'metric_description', 'TRIALS', 'TRIALS_PATH', 'TRIALS_INTERVALS', 'trials_column_description']
 
 #: Location of channels without histology (``void`` is the Allen term for outside the brain).
 UNKNOWN = 'unknown'
@@ -31,12 +31,13 @@ WAVEFORM_RATE = SAMPLING_FREQUENCY
 
 ELECTRODES_PATH = 'general/extracellular_ephys/electrodes'
 UNITS_PATH = 'units'
+TRIALS_PATH = 'intervals/trials'
 ECEPHYS_PATH = 'processing/ecephys'
 PROVENANCE_TABLE = 'alfnwb_provenance'
 PROVENANCE_PATH = f'{ECEPHYS_PATH}/{PROVENANCE_TABLE}'
 #: Session fields read back by ``alfnwb info`` and the reanalysis tools.
 SESSION_PATHS = {'eid': 'general/session_id', 'subject': 'general/subject/subject_id', 'lab': 'general/lab',
-                 'session_start_time': 'session_start_time'}
+                 'session_start_time': 'session_start_time', 'task_protocol': 'general/protocol'}
 #: ndx-anatomical-localization tables (``general/localization``) of the electrodes with histology.
 LOCALIZATION_TABLES = {'AllenCCFv3Coordinates': 'AllenCCFv3', 'IBLBregmaCoordinates': 'IBLBregma'}
 #: Brain-region parcellations and the column of :func:`alfnwb.read_units` that holds each.
@@ -212,9 +213,59 @@ PROVENANCE = Table(PROVENANCE_PATH, 'Where each probe came from (ONE / ALF), by 
     Column('one_version', 'one_version', dtype='text'),
     Column('warnings', 'every degradation of this probe\'s export (data left out, a fallback taken), one per '
            'line; empty when none', dtype='text'),
+    Column('trials_collection', 'ALF collection of the session\'s trials (intervals/trials); empty: no trials',
+           dtype='text'),
+    Column('trials_revision', 'ALF revision of the trials files loaded (empty: unrevisioned)', dtype='text'),
     Column('num_samples', 'samples of the probe\'s recording (raw file length, else last spike sample + 1; '
            '0: no SortingAnalyzer written)', 'samples', 'int64'),
 ))
 
 #: Provenance record field (:class:`alfnwb.model.Provenance`) -> provenance table column.
 PROVENANCE_FIELDS = {'probe': 'probe_name'}
+
+
+_CLOCK = 's, session clock (the clock of spike_times)'
+_NAN_EVENT = 'NaN when not detected'
+#: NWB columns of ``trials.intervals`` and the ALF DataFrame columns (``AlfBunch.to_df``) they hold.
+TRIALS_INTERVALS = {'start_time': 'intervals_0', 'stop_time': 'intervals_1'}
+
+#: IBL's trials object (``_ibl_trials.*``, as brainbox's ``SessionLoader.load_trials`` loads it): the NWB
+#: ``trials`` table, one column per attribute under its IBL name; attributes not listed here are
+#: written too, with a generic description (:func:`trials_column_description`).
+TRIALS = Table(TRIALS_PATH, 'IBL trials (ALF _ibl_trials.*, loaded by brainbox SessionLoader.load_trials); '
+               'times on the session clock, the clock of units/spike_times; NaN kept', tuple(
+    Column(name, desc, unit, 'float64', alf) for name, desc, unit, alf in (
+        ('start_time', f'trial start ({_CLOCK}; trials.intervals[:, 0])', 's', 'trials.intervals'),
+        ('stop_time', f'trial end ({_CLOCK}; trials.intervals[:, 1])', 's', 'trials.intervals'),
+        ('stimOn_times', f'visual stimulus onset, photodiode ({_CLOCK}); {_NAN_EVENT}', 's', 'trials.stimOn_times'),
+        ('goCue_times', f'go cue tone onset ({_CLOCK}); {_NAN_EVENT}', 's', 'trials.goCue_times'),
+        ('firstMovement_times', f'first wheel movement after the go cue ({_CLOCK}); {_NAN_EVENT}', 's',
+         'trials.firstMovement_times'),
+        ('response_times', f'response registered: threshold reached or time out ({_CLOCK})', 's',
+         'trials.response_times'),
+        ('feedback_times', f'feedback: valve open or error tone ({_CLOCK}); {_NAN_EVENT}', 's',
+         'trials.feedback_times'),
+        ('stimOff_times', f'visual stimulus offset ({_CLOCK}); {_NAN_EVENT}', 's', 'trials.stimOff_times'),
+        ('goCueTrigger_times', f'go cue command sent by the task ({_CLOCK})', 's', 'trials.goCueTrigger_times'),
+        ('stimOnTrigger_times', f'stimulus onset command sent by the task ({_CLOCK})', 's',
+         'trials.stimOnTrigger_times'),
+        ('stimOffTrigger_times', f'stimulus offset command sent by the task ({_CLOCK})', 's',
+         'trials.stimOffTrigger_times'),
+        ('stimFreeze_times', f'stimulus freeze at the response ({_CLOCK})', 's', 'trials.stimFreeze_times'),
+        ('choice', 'choice: -1 turn CCW (stimulus on the right when correct), +1 turn CW (left), 0 no-go', '',
+         'trials.choice'),
+        ('feedbackType', 'feedback: +1 correct (reward), -1 error or no-go', '', 'trials.feedbackType'),
+        ('contrastLeft', 'contrast of the stimulus on the left (0-1); NaN when the stimulus is on the right', '',
+         'trials.contrastLeft'),
+        ('contrastRight', 'contrast of the stimulus on the right (0-1); NaN when the stimulus is on the left', '',
+         'trials.contrastRight'),
+        ('probabilityLeft', 'probability of the stimulus being on the left in this trial\'s block (0.2, 0.5, 0.8)',
+         '', 'trials.probabilityLeft'),
+        ('rewardVolume', 'water reward delivered (uL; 0 on error)', 'uL', 'trials.rewardVolume'),
+        ('quiescencePeriod', 'wheel quiescence required before the stimulus (s)', 's', 'trials.quiescencePeriod'),
+    )))
+
+
+def trials_column_description(name: str) -> str:
+    """Description of a trials column; attributes IBL adds later get a generic one."""
+    return TRIALS[name].description if name in TRIALS else f'IBL trials attribute {name} (trials.{name})'
