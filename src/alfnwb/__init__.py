@@ -15,6 +15,7 @@ _API = {name: module for module, names in (
     ('alfnwb.analyzer', ('build_analyzer',)),
     ('alfnwb.metadata', ('read_metadata',)),
     ('alfnwb.reanalysis', ('read_units', 'load_spike_times', 'to_sorting', 'update_catalog')),
+    ('alfnwb.events', ('read_trials', 'peri_event', 'peri_event_by_region')),
     ('alfnwb.plots', ('plot_probe', 'plot_regions')),
 ) for name in names}
 

@@ -81,7 +81,7 @@ LAYERS = (
     ('analyse', ('extensions', 'analyzer')),
     ('build + write', ('nwb.session', 'nwb.electrodes', 'nwb.units', 'nwb.analyzer', 'nwb.io', 'export')),
     ('publish', ('dandi', 'batch')),
-    ('read back', ('nwb.reader', 'readback', 'reanalysis', 'plots')),
+    ('read back', ('nwb.reader', 'readback', 'reanalysis', 'events', 'plots')),
     ('interfaces', ('cli', 'docgen')),
 )
 
