@@ -117,9 +117,8 @@ def build_analyzers(one, session: SessionData, extensions=None, raw: bool = Fals
 def export(one, output: str | Path, *, pid: str | None = None, eid: str | None = None, probe: str | None = None,
            spike_sorter: str | None = None, revision: str | None = None, min_histology: str = 'none',
            atlas=None, metadata: str | Path | dict | None = None, overwrite: bool = False,
-           compression: str | None = 'gzip', extensions=None, raw: bool = False,
-           extension_params: dict | None = None, n_jobs: int = 1,
-           tmp_dir: str | Path | None = None, strict: bool = False,
+           compression: str | None = 'gzip', extensions=None, raw: bool = False, extension_params: dict | None = None,
+           n_jobs: int = 1, tmp_dir: str | Path | None = None, strict: bool = False,
            progress: Callable[[str], None] | None = None, trials: bool = True) -> ExportResult:
     """Export an insertion or a session to one NWB file.
 
@@ -129,10 +128,8 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         Any ONE instance (remote, or local on a cache).
     output : str or pathlib.Path
         The ``.nwb`` file to write. Nothing is left there if the export fails.
-    pid : str, optional
-        A probe insertion: the file holds that probe.
-    eid : str, optional
-        A session: the file holds all its probes, or only ``probe``.
+    pid, eid : str, optional
+        A probe insertion (the file holds that probe) or a session (all its probes, or only ``probe``).
     probe : str, optional
         With ``eid``, the one probe to export.
     spike_sorter, revision, min_histology, atlas
@@ -160,8 +157,7 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     progress : callable, optional
         Called with a short message as each stage starts (the command line prints them).
     trials : bool
-        Include the session's trials (brainbox ``SessionLoader.load_trials()``) as the NWB ``trials``
-        table (command line: ``--no-trials`` for False); a session without trials warns.
+        Include the session's trials (:func:`alfnwb.loading.load_trials`; ``--no-trials``: False).
 
     Returns
     -------
@@ -171,14 +167,18 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     say = progress or (lambda message: None)
     with output_lock(output, tmp_dir), recorded_warnings(strict) as log:
         say(f'loading {"insertion " + str(pid) if pid else "session " + str(eid)}')
-        session = load_session(one, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter, revision=revision,
-                               min_histology=min_histology, atlas=atlas)
-        if trials:
-            load_trials(one, session)
+        session = _load(one, trials, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter,
+                        revision=revision, min_histology=min_histology, atlas=atlas)
         analyzers = build_analyzers(one, session, extensions, raw=raw, extension_params=extension_params,
                                     n_jobs=n_jobs, progress=say)
         path = _build_and_write(session, analyzers, meta, compression, log, output, overwrite, tmp_dir, say)
     return _result(path, session, tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ())
+
+
+def _load(one, trials: bool, **kwargs) -> SessionData:
+    """The session's probes (:func:`alfnwb.loading.load_session`), and its trials if asked."""
+    session = load_session(one, **kwargs)
+    return load_trials(one, session) if trials else session
 
 
 def _check_arguments(output, overwrite: bool, metadata, extensions, raw: bool) -> tuple[Path, dict]:

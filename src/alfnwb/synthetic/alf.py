@@ -225,10 +225,8 @@ def spike_sorting(channels: dict, n_units: int, duration: float, rng: np.random.
         Recording length, s.
     rng : numpy.random.Generator
         Every draw of the sorting.
-    pid : str
-        Insertion id, part of the cluster uuids.
-    tag : str
-        Sorting run (sorter and revision), part of the cluster uuids.
+    pid, tag : str
+        Insertion id and sorting run (sorter and revision): parts of the cluster uuids.
     clock : (float, float)
         The probe's clock drift and offset (:func:`probe_clock`).
     evoked : (numpy.ndarray, numpy.ndarray), optional
@@ -255,9 +253,9 @@ def spike_sorting(channels: dict, n_units: int, duration: float, rng: np.random.
     if evoked is not None:
         from .task import add_evoked
 
-        merged = add_evoked({'samples': samples, 'clusters': clu, 'amps': amps, 'depths': depths}, evoked, peak,
-                            channels['atlas_id'], unit_amp, depths_c, clock, stable_rng(pid, tag, 'evoked'))
-        samples, clu, amps, depths = (merged[k] for k in ('samples', 'clusters', 'amps', 'depths'))
+        samples, clu, amps, depths = add_evoked(
+            {'samples': samples, 'clusters': clu, 'amps': amps, 'depths': depths}, evoked, peak,
+            channels['atlas_id'], unit_amp, depths_c, clock, stable_rng(pid, tag, 'evoked')).values()
     # the probe's sample clock synchronised to the session's main clock, as IBL's spikes.times
     drift, offset = clock
     times = samples / FS * (1.0 + drift) + offset

@@ -129,9 +129,8 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
         channels at 30 kHz, ``duration * 30000 * 770`` bytes before compression: keep ``duration``
         short). The ALF data do not depend on this flag.
     trials : bool
-        Give every session an IBL-like task (:mod:`alfnwb.synthetic.task`): ``alf/_ibl_trials.*``,
-        and units of responsive regions that respond to the stimulus. False: no trials object and no
-        evoked spikes.
+        Give every session an IBL-like task (:mod:`alfnwb.synthetic.task`): ``alf/_ibl_trials.*`` and
+        units of responsive regions that respond to the stimulus. False: neither.
 
     Returns
     -------
