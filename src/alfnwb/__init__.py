@@ -16,7 +16,7 @@ _API = {name: module for module, names in (
     ('alfnwb.metadata', ('read_metadata',)),
     ('alfnwb.reanalysis', ('read_units', 'load_spike_times', 'to_sorting', 'update_catalog')),
     ('alfnwb.events', ('read_trials', 'peri_event', 'peri_event_by_region')),
-    ('alfnwb.plots', ('plot_probe', 'plot_regions')),
+    ('alfnwb.plots', ('plot_probe', 'plot_regions', 'plot_psth')),
 ) for name in names}
 
 __all__ = ['__version__', *_API]

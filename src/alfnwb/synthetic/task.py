@@ -208,7 +208,8 @@ def add_evoked(spikes: dict, evoked: tuple, peak: np.ndarray, atlas_id: np.ndarr
     """
     from .alf import FS
 
-    t, clu = evoked_spikes(responsive_clusters(peak, atlas_id), *evoked, rng)
+    units = np.intersect1d(responsive_clusters(peak, atlas_id), spikes['clusters'])  # silent clusters stay silent
+    t, clu = evoked_spikes(units, *evoked, rng)
     drift, offset = clock
     samples = np.round((t - offset) / (1.0 + drift) * FS).astype(np.int64)
     amps = unit_amp[clu] * rng.lognormal(0.0, 0.15, clu.size)
