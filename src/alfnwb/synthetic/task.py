@@ -5,8 +5,9 @@ Trials follow IBL's biased choice world (``_iblrig_tasks_ephysChoiceWorld``): 90
 the left with probability ``probabilityLeft`` at a contrast of 0, 0.0625, 0.125, 0.25 or 1 (the
 other side's contrast is NaN, as in IBL); choices follow a psychometric curve biased by the block
 (``choice`` 1 for a stimulus on the left, -1 on the right when correct, 0 for a no-go), with
-log-normal reaction times. As in real sessions, a few event times are NaN (a photodiode front missed:
-``stimOn_times``; a movement not detected: ``firstMovement_times``).
+log-normal reaction times. As in real sessions, a few event times are NaN (about 3%, at least one
+per session: a photodiode front missed, ``stimOn_times``; a movement not detected,
+``firstMovement_times``).
 
 It is saved as current IBL sessions hold it (ibllib's trial extractors): ``alf/_ibl_trials.table.pqt``
 (intervals, goCue_times, response_times, choice, stimOn_times, contrastLeft, contrastRight,
@@ -16,7 +17,8 @@ quiescencePeriod), on the session's main clock, the clock of ``spikes.times``.
 
 Units whose peak channel is in a region of :data:`RESPONSIVE_REGIONS` (Beryl) respond to the
 stimulus: after ``stimOn_times`` they fire :data:`EVOKED_SPIKES` extra spikes on average at full
-contrast, scaled by the square root of the contrast (none at contrast 0), 40-250 ms after onset.
+contrast, scaled by the square root of the contrast (none at contrast 0), 40-250 ms after onset;
+clusters without spikes stay silent.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def _choices(p_left: np.ndarray, left: np.ndarray, contrast: np.ndarray, rng: np
     bias = (0.5 - p_left) * 1.2  # a left block pushes choices left
     p_right = 0.1 + 0.8 / (1 + np.exp(-(signed * 8 + bias)))
     choice = np.where(rng.uniform(size=left.size) < p_right, -1, 1)
-    choice[rng.uniform(size=left.size) < 0.01] = 0
+    choice[rng.uniform(size=left.size) < 0.005] = 0  # no-go: the response times out after 60 s
     return choice
 
 
@@ -108,8 +110,8 @@ def task_trials(duration: float, rng: np.random.Generator) -> dict:
         'goCueTrigger_times': stim_trigger, 'stimOnTrigger_times': stim_trigger,
         'quiescencePeriod': quiescence[:n],
     }
-    out['stimOn_times'][rng.uniform(size=n) < 0.03] = np.nan  # photodiode fronts missed
-    out['firstMovement_times'][rng.uniform(size=n) < 0.03] = np.nan  # movements not detected
+    for key in ('stimOn_times', 'firstMovement_times'):  # photodiode fronts missed, movements not detected
+        out[key][rng.choice(n, size=min(n, max(1, rng.binomial(n, 0.03))), replace=False)] = np.nan
     return out
 
 
