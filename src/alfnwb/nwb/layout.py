@@ -224,46 +224,44 @@ PROVENANCE = Table(PROVENANCE_PATH, 'Where each probe came from (ONE / ALF), by 
 PROVENANCE_FIELDS = {'probe': 'probe_name'}
 
 
-_CLOCK = 's, session clock (the clock of spike_times)'
-_NAN_EVENT = 'NaN when not detected'
 #: NWB columns of ``trials.intervals`` and the ALF DataFrame columns (``AlfBunch.to_df``) they hold.
 TRIALS_INTERVALS = {'start_time': 'intervals_0', 'stop_time': 'intervals_1'}
+#: The trials columns: ``name | unit | description``; ``@`` stands for the clock, ``~`` for NaN events.
+_TRIALS_COLUMNS = """
+start_time | s | trial start (@; trials.intervals[:, 0])
+stop_time | s | trial end (@; trials.intervals[:, 1])
+stimOn_times | s | visual stimulus onset, photodiode (@)~
+goCue_times | s | go cue tone onset (@)~
+firstMovement_times | s | first wheel movement after the go cue (@)~
+response_times | s | response registered: threshold reached or time out (@)
+feedback_times | s | feedback: valve open or error tone (@)~
+stimOff_times | s | visual stimulus offset (@)~
+goCueTrigger_times | s | go cue command sent by the task (@)
+stimOnTrigger_times | s | stimulus onset command sent by the task (@)
+stimOffTrigger_times | s | stimulus offset command sent by the task (@)
+stimFreeze_times | s | stimulus freeze at the response (@)
+choice | | choice: -1 turn CCW (stimulus on the right when correct), +1 turn CW (left), 0 no-go
+feedbackType | | feedback: +1 correct (reward), -1 error or no-go
+contrastLeft | | contrast of the stimulus on the left (0-1); NaN when the stimulus is on the right
+contrastRight | | contrast of the stimulus on the right (0-1); NaN when the stimulus is on the left
+probabilityLeft | | probability of the stimulus being on the left in this trial's block (0.2, 0.5, 0.8)
+rewardVolume | uL | water reward delivered (uL; 0 on error)
+quiescencePeriod | s | wheel quiescence required before the stimulus (s)
+"""
+
+
+def _trials_column(line: str) -> Column:
+    name, unit, desc = (part.strip() for part in line.split('|'))
+    desc = desc.replace('@', 's, session clock (the clock of spike_times)').replace('~', '; NaN when not detected')
+    return Column(name, desc, unit, 'ALF dtype', 'trials.intervals' if name in TRIALS_INTERVALS else f'trials.{name}')
+
 
 #: IBL's trials object (``_ibl_trials.*``, as brainbox's ``SessionLoader.load_trials`` loads it): the NWB
 #: ``trials`` table, one column per attribute under its IBL name; attributes not listed here are
 #: written too, with a generic description (:func:`trials_column_description`).
 TRIALS = Table(TRIALS_PATH, 'IBL trials (ALF _ibl_trials.*, loaded by brainbox SessionLoader.load_trials); '
-               'times on the session clock, the clock of units/spike_times; NaN kept', tuple(
-    Column(name, desc, unit, 'float64', alf) for name, desc, unit, alf in (
-        ('start_time', f'trial start ({_CLOCK}; trials.intervals[:, 0])', 's', 'trials.intervals'),
-        ('stop_time', f'trial end ({_CLOCK}; trials.intervals[:, 1])', 's', 'trials.intervals'),
-        ('stimOn_times', f'visual stimulus onset, photodiode ({_CLOCK}); {_NAN_EVENT}', 's', 'trials.stimOn_times'),
-        ('goCue_times', f'go cue tone onset ({_CLOCK}); {_NAN_EVENT}', 's', 'trials.goCue_times'),
-        ('firstMovement_times', f'first wheel movement after the go cue ({_CLOCK}); {_NAN_EVENT}', 's',
-         'trials.firstMovement_times'),
-        ('response_times', f'response registered: threshold reached or time out ({_CLOCK})', 's',
-         'trials.response_times'),
-        ('feedback_times', f'feedback: valve open or error tone ({_CLOCK}); {_NAN_EVENT}', 's',
-         'trials.feedback_times'),
-        ('stimOff_times', f'visual stimulus offset ({_CLOCK}); {_NAN_EVENT}', 's', 'trials.stimOff_times'),
-        ('goCueTrigger_times', f'go cue command sent by the task ({_CLOCK})', 's', 'trials.goCueTrigger_times'),
-        ('stimOnTrigger_times', f'stimulus onset command sent by the task ({_CLOCK})', 's',
-         'trials.stimOnTrigger_times'),
-        ('stimOffTrigger_times', f'stimulus offset command sent by the task ({_CLOCK})', 's',
-         'trials.stimOffTrigger_times'),
-        ('stimFreeze_times', f'stimulus freeze at the response ({_CLOCK})', 's', 'trials.stimFreeze_times'),
-        ('choice', 'choice: -1 turn CCW (stimulus on the right when correct), +1 turn CW (left), 0 no-go', '',
-         'trials.choice'),
-        ('feedbackType', 'feedback: +1 correct (reward), -1 error or no-go', '', 'trials.feedbackType'),
-        ('contrastLeft', 'contrast of the stimulus on the left (0-1); NaN when the stimulus is on the right', '',
-         'trials.contrastLeft'),
-        ('contrastRight', 'contrast of the stimulus on the right (0-1); NaN when the stimulus is on the left', '',
-         'trials.contrastRight'),
-        ('probabilityLeft', 'probability of the stimulus being on the left in this trial\'s block (0.2, 0.5, 0.8)',
-         '', 'trials.probabilityLeft'),
-        ('rewardVolume', 'water reward delivered (uL; 0 on error)', 'uL', 'trials.rewardVolume'),
-        ('quiescencePeriod', 'wheel quiescence required before the stimulus (s)', 's', 'trials.quiescencePeriod'),
-    )))
+               'times on the session clock, the clock of units/spike_times; NaN kept',
+               tuple(_trials_column(line) for line in _TRIALS_COLUMNS.strip().splitlines()))
 
 
 def trials_column_description(name: str) -> str:
