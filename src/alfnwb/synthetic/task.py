@@ -33,6 +33,8 @@ RESPONSIVE_REGIONS = ('VISa', 'VISp', 'LP')
 EVOKED_SPIKES = 4.0
 #: Latency of the first evoked spikes after stimulus onset, s.
 EVOKED_LATENCY = 0.04
+#: Dead time kept between spikes of a unit (as the spontaneous trains), s.
+DEAD_TIME = 0.002
 CONTRASTS = (0.0, 0.0625, 0.125, 0.25, 1.0)
 #: The table's attributes (in ibllib's order), then those saved as separate files.
 TABLE_ATTRIBUTES = ('intervals', 'goCue_times', 'response_times', 'choice', 'stimOn_times', 'contrastLeft',
@@ -218,5 +220,22 @@ def add_evoked(spikes: dict, evoked: tuple, peak: np.ndarray, atlas_id: np.ndarr
     depths = (unit_depth[clu] + rng.normal(0, 6.0, clu.size)).astype(spikes['depths'].dtype)
     out = {'samples': np.r_[spikes['samples'], samples], 'clusters': np.r_[spikes['clusters'], clu],
            'amps': np.r_[spikes['amps'], amps], 'depths': np.r_[spikes['depths'], depths]}
-    order = np.lexsort((out['clusters'], out['samples']))
-    return {k: v[order] for k, v in out.items()}
+    keep = _refractory(out['samples'], out['clusters'], np.r_[np.zeros(spikes['samples'].size, bool),
+                                                              np.ones(samples.size, bool)], int(DEAD_TIME * FS))
+    order = np.lexsort((out['clusters'][keep], out['samples'][keep]))
+    return {k: v[keep][order] for k, v in out.items()}
+
+
+def _refractory(samples: np.ndarray, clusters: np.ndarray, evoked: np.ndarray, dead: int) -> np.ndarray:
+    """Spikes kept: evoked spikes within ``dead`` samples of another spike of their unit are dropped.
+
+    The spontaneous trains already keep a dead time; an evoked spike kept is at least ``dead`` from
+    both its neighbours, so every unit's kept train keeps it too (one vectorised pass).
+    """
+    order = np.lexsort((samples, clusters))
+    s, c, e = samples[order], clusters[order], evoked[order]
+    close = (np.diff(s) < dead) & (c[1:] == c[:-1])
+    drop = e & (np.r_[False, close] | np.r_[close, False])
+    keep = np.ones(samples.size, bool)
+    keep[order[drop]] = False
+    return keep
