@@ -628,7 +628,7 @@ def load_trials(one, session: SessionData) -> SessionData:
     from one.alf.exceptions import ALFError
     from one.alf.path import ALFPath
 
-    eid = session.eid
+    eid, wildcards = session.eid, one.wildcards
     try:
         loader = SessionLoader(one=one, eid=eid)
         collection = trials_collection(loader)
@@ -639,6 +639,8 @@ def load_trials(one, session: SessionData) -> SessionData:
                                   f'{str(e).splitlines()[0] if str(e) else "not found"}); exported without trials'),
                       stacklevel=2)
         return session
+    finally:  # load_trials sets one.wildcards = False and restores it only when it succeeds
+        one.wildcards = wildcards
     revisions = sorted({ALFPath(f).revision or '' for f in files if f is not None})
     session.trials = loader.trials
     session.trials_collection = collection
