@@ -244,6 +244,7 @@ def test_session_without_trials_exports_with_a_warning(tmp_path, synth):
     eid = cache.sessions[0].eid
     with pytest.warns(DataWarning, match=f'^session {eid}: no trials loaded'):
         r = export(one, tmp_path / 'none.nwb', pid=cache.sessions[0].probes[0].pid, extensions='none')
+    assert one.wildcards is True  # SessionLoader.load_trials leaves it False when it fails: restored
     with h5py.File(r.path, 'r') as f:
         assert layout.TRIALS_PATH not in f
         assert f'session {eid}: no trials loaded' in f[layout.PROVENANCE_PATH]['warnings'][0].decode()
