@@ -294,3 +294,12 @@ def test_cli_psth_plot_and_info(folder, tmp_path):
                                                     int(round(3.2 * ncols * 100)))
     r = _cli('info', str(folder / 'a.nwb'))
     assert r.returncode == 0 and 'ephysChoiceWorld' in r.stdout and ' trials' in r.stdout
+
+
+def test_files_with_trials_pass_nwbinspector(folder):
+    from nwbinspector import Importance, inspect_nwbfile
+
+    messages = list(inspect_nwbfile(nwbfile_path=str(folder / 'a.nwb')))
+    assert not [m for m in messages if m.importance == Importance.CRITICAL]
+    on_trials = [m for m in messages if 'trials' in str(m.location) or 'TimeIntervals' in str(m.object_type)]
+    assert not [m for m in on_trials if m.importance == Importance.BEST_PRACTICE_VIOLATION], on_trials
