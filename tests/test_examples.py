@@ -29,3 +29,10 @@ def test_firing_rates_by_region_example():
     assert r.returncode == 0, r.stderr
     assert 'good units per Beryl region' in r.stdout and 'median_hz' in r.stdout
     assert ' spikes, ' in r.stdout
+
+
+def test_psth_by_region_example(tmp_path):
+    r = subprocess.run([sys.executable, str(EXAMPLES / 'psth_by_region.py')], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert 'response to stimulus onset (Hz' in r.stdout and 'c=1' in r.stdout and 'wrote ' in r.stdout
+    assert 'trials left out for a NaN stimOn_times' in r.stdout

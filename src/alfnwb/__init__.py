@@ -15,7 +15,8 @@ _API = {name: module for module, names in (
     ('alfnwb.analyzer', ('build_analyzer',)),
     ('alfnwb.metadata', ('read_metadata',)),
     ('alfnwb.reanalysis', ('read_units', 'load_spike_times', 'to_sorting', 'update_catalog')),
-    ('alfnwb.plots', ('plot_probe', 'plot_regions')),
+    ('alfnwb.events', ('read_trials', 'peri_event', 'peri_event_by_region')),
+    ('alfnwb.plots', ('plot_probe', 'plot_regions', 'plot_psth')),
 ) for name in names}
 
 __all__ = ['__version__', *_API]

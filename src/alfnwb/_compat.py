@@ -262,6 +262,18 @@ def _channels_without_locations(loader) -> dict:
     return alfio.load_object(loader.files['channels'], wildcards=loader.one.wildcards)
 
 
+# Relies on: the private SessionLoader._find_behaviour_collection. Written against ibllib 4.1.0 (<5).
+def trials_collection(session_loader) -> str:
+    """The collection ``SessionLoader.load_trials()`` loads the trials from when given none.
+
+    Relies on ``brainbox.io.one.SessionLoader._find_behaviour_collection('trials')`` (private): the
+    collection of ``_ibl_trials.table.pqt``, ``'alf'`` when there is none; raises
+    ``ALFMultipleCollectionsFound`` when several collections hold one. Written against ibllib 4.1.0
+    (bounded ``<5`` in pyproject.toml).
+    """
+    return session_loader._find_behaviour_collection('trials')
+
+
 # ---------------------------------------------------------------------------------------------------
 # dandi
 # ---------------------------------------------------------------------------------------------------

@@ -76,6 +76,9 @@ def cmd_synth(args, progress):
 def _print_info(summary: dict) -> None:
     s = summary['session']
     print(f'session {s["eid"]}  subject {s["subject"]}  lab {s["lab"]}  start {s["session_start_time"]}')
+    if 'trials' in summary:
+        count = f'{summary["trials"]} trials' if summary['trials'] is not None else 'no trials table'
+        print(f'  task {s.get("task_protocol") or "unknown"}: {count}')
     for p in summary['probes']:
         regions = ', '.join(f'{r} ({n})' for r, n in list(p['unit_regions'].items())[:8])
         print(f'  {p["probe"]}: pid {p.get("pid", "?")}  sorter {p.get("spike_sorter", "?")}  collection '
@@ -119,7 +122,8 @@ def cmd_export(args, progress):
                     revision=args.revision, min_histology=args.min_histology, atlas=atlas, metadata=args.metadata,
                     overwrite=args.overwrite, compression=None if args.compression == 'none' else args.compression,
                     extensions=args.extensions, raw=args.raw, n_jobs=args.jobs,
-                    extension_params=_extension_params(args), strict=args.strict, progress=progress)
+                    extension_params=_extension_params(args), strict=args.strict, progress=progress,
+                    trials=not args.no_trials)
     progress('done')
     for p in result.probes:
         print(f'{p.probe}: pid {p.pid}  {p.collection}  revision {p.revision or "unrevisioned"}  histology {p.histology}')
@@ -217,11 +221,55 @@ def cmd_plot(args, progress):
 
     if args.what == 'probe':
         out = plots.plot_probe(args.source, probe=args.probe, output=args.output, x=args.x)
+    elif args.what == 'psth':
+        from .events import peri_event_by_region
+
+        out = plots.plot_psth(peri_event_by_region(_psth_table(args), mapping=args.mapping), output=args.output)
     else:
         df = read_units(args.source, region=_regions_arg(args.region), mapping=args.mapping,
                         min_label=args.min_label)
         out = plots.plot_regions(df, output=args.output, mapping=args.mapping)
     print(f'wrote {out}')
+    return 0
+
+
+def _psth_options(p, required: bool) -> None:
+    """Options of ``alfnwb psth`` and ``alfnwb plot psth``."""
+    p.add_argument('--event', required=required, help='trials column of event times, e.g. stimOn_times '
+                                                      '(psth; plot psth)')
+    p.add_argument('--window', type=float, nargs=2, default=(-0.2, 0.5), metavar=('START', 'STOP'),
+                   help='s around the event (default -0.2 0.5)')
+    p.add_argument('--bin', type=float, default=0.01, help='bin size, s (default 0.01)')
+    p.add_argument('--by', help='trials columns making the conditions, comma separated (e.g. contrastLeft,choice)')
+    p.add_argument('--trials', help='trials to use: a pandas expression on the trials table, e.g. "feedbackType == 1"')
+    p.add_argument('--protocol', help='only files whose task protocol contains this text')
+
+
+def _psth_table(args):
+    """peri_event of the units the options select."""
+    from .events import peri_event
+    from .reanalysis import read_units
+
+    if not args.event:
+        raise AlfNwbError('plot psth: give --event (a trials column, e.g. stimOn_times)')
+    units = read_units(args.source, region=_regions_arg(args.region), mapping=args.mapping,
+                       min_label=args.min_label, protocol=args.protocol)
+    by = [b.strip() for b in args.by.split(',') if b.strip()] if args.by else None
+    return peri_event(units, args.event, window=tuple(args.window), bin_size=args.bin, by=by, trials=args.trials)
+
+
+def cmd_psth(args, progress):
+    out = Path(args.output)
+    if out.suffix not in ('.parquet', '.pqt', '.csv'):
+        raise AlfNwbError(f'--output {out}: use a .csv or .parquet file name')
+    progress(f'counting spikes around {args.event}')
+    df = _psth_table(args)
+    if out.suffix == '.csv':
+        df.to_csv(out, index=False)
+    else:
+        df.to_parquet(out, index=False)
+    n_units = len(df[['file', 'unit_row']].drop_duplicates()) if len(df) else 0
+    print(f'wrote {len(df)} rows ({n_units} units) to {out}')
     return 0
 
 
@@ -308,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--correlogram-bin-ms', type=float, help='correlogram bin, ms (default 1)')
     p.add_argument('--jobs', type=int, default=1, help='processes for the raw-data extensions')
     p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+    p.add_argument('--no-trials', action='store_true', help='leave the session\'s trials (NWB trials table) out')
     _add_run_options(p)
     p.set_defaults(func=cmd_export)
 
@@ -355,13 +404,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_units)
 
     p = sub.add_parser('plot', help='pictures: a probe along depth by region, or units per region')
-    p.add_argument('what', choices=('probe', 'regions'))
-    p.add_argument('source', help='probe: an NWB file; regions: NWB file, folder, catalog or URL')
+    p.add_argument('what', choices=('probe', 'regions', 'psth'))
+    p.add_argument('source', help='probe: an NWB file; regions, psth: NWB file, folder, catalog or URL')
     p.add_argument('--output', '-o', required=True, help='PNG file')
     p.add_argument('--probe', help='probe: which probe of a session file')
     p.add_argument('--x', choices=('amplitude', 'firing_rate'), default='amplitude', help='probe: units against')
     _selection(p)
+    _psth_options(p, required=False)
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser('psth', help='spike counts and rates around a trial event, per unit, condition and bin')
+    p.add_argument('source', help='NWB file, http(s) URL, dandiset folder or catalog .parquet')
+    _selection(p)
+    _psth_options(p, required=True)
+    p.add_argument('--output', '-o', required=True, help='.parquet or .csv table (one row per unit, condition, bin)')
+    p.set_defaults(func=cmd_psth)
 
     p = sub.add_parser('upload', help='dandi upload of a dandiset folder (needs DANDI_API_KEY)')
     p.add_argument('dandiset_dir')

@@ -29,6 +29,7 @@ def _table_markdown(table: layout.Table) -> str:
 
 def _paths() -> str:
     rows = [('electrodes table', layout.ELECTRODES_PATH), ('units table', layout.UNITS_PATH),
+            ('trials table', layout.TRIALS_PATH),
             ('provenance table', layout.PROVENANCE_PATH), ('SortingAnalyzer of a probe', layout.container_path('<probe>')),
             ('IBL\'s waveforms.* of a probe, as published', layout.ibl_waveforms_path('<probe>')),
             ('IBL\'s waveforms.templates of a probe', layout.ibl_waveforms_path('<probe>', 'waveform_templates')),
@@ -48,7 +49,8 @@ def render_docs() -> dict[str, str]:
     return {'paths': _paths(), 'electrodes': _table_markdown(layout.ELECTRODES),
             'units': _table_markdown(layout.UNITS), 'metrics': _table_markdown(layout.METRICS),
             'provenance': _table_markdown(layout.PROVENANCE), 'extensions': _extensions(),
-            'ibl_waveforms': _table_markdown(layout.IBL_WAVEFORMS) + '\n\n' + _table_markdown(layout.IBL_WAVEFORM_TEMPLATES)}
+            'ibl_waveforms': _table_markdown(layout.IBL_WAVEFORMS) + '\n\n' + _table_markdown(layout.IBL_WAVEFORM_TEMPLATES),
+            'trials': _table_markdown(layout.TRIALS)}
 
 
 def blocks(text: str) -> dict[str, str]:
@@ -83,7 +85,7 @@ LAYERS = (
     ('analyse', ('extensions', 'analyzer')),
     ('build + write', ('nwb.session', 'nwb.electrodes', 'nwb.units', 'nwb.analyzer', 'nwb.io', 'nwb.waveforms', 'export')),
     ('publish', ('dandi', 'batch')),
-    ('read back', ('nwb.reader', 'readback', 'reanalysis', 'plots')),
+    ('read back', ('nwb.reader', 'readback', 'reanalysis', 'events', 'plots')),
     ('interfaces', ('cli', 'docgen')),
 )
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import WarningLog, recorded_warnings
-from .loading import load_session
+from .loading import load_session, load_trials
 from .model import SessionData
 from .metadata import read_metadata
 from .nwb.io import check_output, output_lock, write_nwbfile
@@ -50,7 +50,7 @@ def build_nwbfile(session: SessionData, metadata: dict | None = None, compressio
     pynwb.NWBFile
     """
     from .nwb.electrodes import add_electrodes
-    from .nwb.session import add_provenance, make_nwbfile
+    from .nwb.session import add_provenance, add_trials, make_nwbfile
     from .nwb.units import add_units
     from .nwb.waveforms import add_ibl_waveforms
 
@@ -61,6 +61,8 @@ def build_nwbfile(session: SessionData, metadata: dict | None = None, compressio
         if analyzer is not None and analyzer.has_extension('waveforms') and probe.provenance.waveforms.startswith(
                 'waveforms.*'):  # IBL's waveforms.* as published, with the waveforms extension made of them
             add_ibl_waveforms(nwbfile, probe, compression=compression)
+    if session.trials is not None:
+        add_trials(nwbfile, session.trials)
     num_samples = [0] * len(session.probes)
     if analyzers:
         from .nwb.analyzer import add_spike_sorting
@@ -119,10 +121,9 @@ def build_analyzers(one, session: SessionData, extensions=None, raw: bool = Fals
 def export(one, output: str | Path, *, pid: str | None = None, eid: str | None = None, probe: str | None = None,
            spike_sorter: str | None = None, revision: str | None = None, min_histology: str = 'none',
            atlas=None, metadata: str | Path | dict | None = None, overwrite: bool = False,
-           compression: str | None = 'gzip', extensions=None, raw: bool = False,
-           extension_params: dict | None = None, n_jobs: int = 1,
-           tmp_dir: str | Path | None = None, strict: bool = False,
-           progress: Callable[[str], None] | None = None) -> ExportResult:
+           compression: str | None = 'gzip', extensions=None, raw: bool = False, extension_params: dict | None = None,
+           n_jobs: int = 1, tmp_dir: str | Path | None = None, strict: bool = False,
+           progress: Callable[[str], None] | None = None, trials: bool = True) -> ExportResult:
     """Export an insertion or a session to one NWB file.
 
     Parameters
@@ -131,10 +132,8 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         Any ONE instance (remote, or local on a cache).
     output : str or pathlib.Path
         The ``.nwb`` file to write. Nothing is left there if the export fails.
-    pid : str, optional
-        A probe insertion: the file holds that probe.
-    eid : str, optional
-        A session: the file holds all its probes, or only ``probe``.
+    pid, eid : str, optional
+        A probe insertion (the file holds that probe) or a session (all its probes, or only ``probe``).
     probe : str, optional
         With ``eid``, the one probe to export.
     spike_sorter, revision, min_histology, atlas
@@ -161,6 +160,8 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         Fail on any degradation (:class:`~alfnwb.errors.AlfNwbWarning`) instead of warning and recording it.
     progress : callable, optional
         Called with a short message as each stage starts (the command line prints them).
+    trials : bool
+        Include the session's trials (:func:`alfnwb.loading.load_trials`; ``--no-trials``: False).
 
     Returns
     -------
@@ -170,12 +171,18 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     say = progress or (lambda message: None)
     with output_lock(output, tmp_dir), recorded_warnings(strict) as log:
         say(f'loading {"insertion " + str(pid) if pid else "session " + str(eid)}')
-        session = load_session(one, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter, revision=revision,
-                               min_histology=min_histology, atlas=atlas)
+        session = _load(one, trials, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter,
+                        revision=revision, min_histology=min_histology, atlas=atlas)
         analyzers = build_analyzers(one, session, extensions, raw=raw, extension_params=extension_params,
                                     n_jobs=n_jobs, progress=say)
         path = _build_and_write(session, analyzers, meta, compression, log, output, overwrite, tmp_dir, say)
     return _result(path, session, tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ())
+
+
+def _load(one, trials: bool, **kwargs) -> SessionData:
+    """The session's probes (:func:`alfnwb.loading.load_session`), and its trials if asked."""
+    session = load_session(one, **kwargs)
+    return load_trials(one, session) if trials else session
 
 
 def _check_arguments(output, overwrite: bool, metadata, extensions, raw: bool) -> tuple[Path, dict]:

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._compat import one_http_timeout, one_insertions_table, spike_sorting_loader_class
-from .errors import (AlfNwbError, AtlasRequiredError, HistologyError, InvalidDataError, NetworkError, NotFoundError,
-                     SorterNotFoundError)
+from ._compat import one_http_timeout, one_insertions_table, spike_sorting_loader_class, trials_collection
+from .errors import (AlfNwbError, AtlasRequiredError, DataWarning, HistologyError, InvalidDataError, NetworkError,
+                     NotFoundError, SorterNotFoundError)
 from .waveforms import waveform_rows
 from .model import HISTOLOGY_LEVELS, KILOSORT25, UNREVISIONED, ProbeData, Provenance, SessionData
 
@@ -1086,4 +1086,52 @@ def load_session(one, eid: str | None = None, *, pid: str | None = None, probe: 
             raise NotFoundError(f'session {eid}: no probe named {probe!r} (insertions: {", ".join(n for _, n in probes)})')
         probes = [(p, n) for p, n in probes if n == probe]
     session.probes = [load_probe(one, p, **kwargs) for p, _ in probes]
+    return session
+
+
+def load_trials(one, session: SessionData) -> SessionData:
+    """Add a session's trials, as brainbox's ``SessionLoader.load_trials()`` loads them, to ``session``.
+
+    Sets ``session.trials`` (the loader's DataFrame, unchanged), ``session.trials_collection`` and
+    ``session.trials_revision`` (the revision of the files actually loaded, ``''`` unrevisioned), and
+    records both in every probe's provenance. A session without a readable trials object keeps
+    ``trials`` None, with a :class:`~alfnwb.errors.DataWarning`.
+
+    Parameters
+    ----------
+    one : one.api.One
+    session : SessionData
+        From :func:`load_session`.
+
+    Returns
+    -------
+    SessionData
+        The same object.
+    """
+    import warnings
+
+    from brainbox.io.one import SessionLoader
+    from one.alf.exceptions import ALFError
+    from one.alf.path import ALFPath
+
+    eid, wildcards = session.eid, one.wildcards
+    try:
+        loader = SessionLoader(one=one, eid=eid)
+        collection = trials_collection(loader)
+        loader.load_trials(collection=collection)
+        files = one.load_object(eid, 'trials', collection=collection, download_only=True)
+    except (ALFError, ValueError, OSError) as e:
+        warnings.warn(DataWarning(f'session {eid}: no trials loaded (alf/_ibl_trials.*: {type(e).__name__}: '
+                                  f'{str(e).splitlines()[0] if str(e) else "not found"}); exported without trials'),
+                      stacklevel=2)
+        return session
+    finally:  # load_trials sets one.wildcards = False and restores it only when it succeeds
+        one.wildcards = wildcards
+    revisions = sorted({ALFPath(f).revision or '' for f in files if f is not None})
+    session.trials = loader.trials
+    session.trials_collection = collection
+    session.trials_revision = ','.join(r for r in revisions if r)
+    for probe in session.probes:
+        probe.provenance.trials_collection = session.trials_collection
+        probe.provenance.trials_revision = session.trials_revision
     return session

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import warnings
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,8 @@ class Provenance:
     one_version: str = ''
     waveforms: str = ''  # IBL's extracted waveforms used: '' none, 'waveforms.* v1 (per cluster)' or '... v2 (flat)'
     warnings: str = ''  # every degradation of this probe's export, one per line
+    trials_collection: str = ''  # ALF collection of the session's trials ('' : no trials exported)
+    trials_revision: str = ''  # revision of the trials files loaded ('' : unrevisioned)
 
     def to_dict(self) -> dict:
         """The record as a dict of str (the provenance table's row)."""
@@ -147,13 +150,19 @@ class SessionData:
     projects: str = ''
     start_time: datetime.datetime | None = None
     probes: list = field(default_factory=list)
+    #: IBL trials as brainbox's ``SessionLoader.load_trials()`` returns them (a DataFrame), None without.
+    trials: Any = None
+    trials_collection: str = ''
+    trials_revision: str = ''
 
     def to_dict(self) -> dict:
-        """Plain values: dates as ISO strings, probes as :meth:`ProbeData.to_dict` dicts."""
-        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != 'probes'}
+        """Plain values: dates as ISO strings, probes as :meth:`ProbeData.to_dict` dicts, trials as a dict
+        of column arrays."""
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ('probes', 'trials')}
         for key in ('date', 'start_time'):
             d[key] = d[key].isoformat() if d[key] is not None else None
         d['probes'] = [p.to_dict() for p in self.probes]
+        d['trials'] = None if self.trials is None else {k: self.trials[k].to_numpy() for k in self.trials.columns}
         return d
 
     @classmethod
@@ -165,4 +174,8 @@ class SessionData:
         if isinstance(d.get('start_time'), str):
             d['start_time'] = datetime.datetime.fromisoformat(d['start_time'])
         d['probes'] = [ProbeData.from_dict(p) for p in d.get('probes', [])]
+        if isinstance(d.get('trials'), dict):
+            import pandas as pd
+
+            d['trials'] = pd.DataFrame(d['trials'])
         return cls(**d)

@@ -22,13 +22,15 @@ from .errors import AlfNwbError, NWBReadError, OutputError
 from .nwb import layout
 from .nwb.reader import open_export
 
-__all__ = ['plot_probe', 'plot_regions', 'probe_regions', 'MAPPINGS', 'PROBE_FIGSIZE', 'REGIONS_FIGSIZE', 'DPI']
+__all__ = ['plot_probe', 'plot_regions', 'plot_psth', 'probe_regions', 'MAPPINGS', 'PROBE_FIGSIZE', 'REGIONS_FIGSIZE', 'DPI']
 
 #: Brain region mappings and the units column each one reads.
 MAPPINGS = layout.MAPPINGS
 #: Figure sizes (inches) and resolution: a PNG is figsize * DPI pixels, always.
 PROBE_FIGSIZE = (8.0, 10.0)
 REGIONS_FIGSIZE = (8.0, 8.0)
+#: Size (inches) of one region's panel of :func:`plot_psth`.
+PSTH_PANEL = (3.2, 2.4)
 DPI = 100
 #: Colour (0-255 RGB) of channels and units without a known region.
 GREY = (217, 217, 217)
@@ -421,3 +423,74 @@ def _region_bars(ax, shown: pd.DataFrame) -> None:
     else:
         ax.text(0.5, 0.5, 'no units', transform=ax.transAxes, ha='center', va='center', fontsize=12)
         ax.set_yticks([])
+
+
+_SUMMARY_COLUMNS = {'region', 'event', 'time', 'rate_mean', 'rate_sem', 'n_units'}
+
+
+def _condition_labels(summary: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Each row's condition index and the conditions' legend labels (sorted; NaN last, as ``nan``)."""
+    if not by:
+        return np.zeros(len(summary), np.int64), ['all trials']
+    groups = summary.groupby(by, dropna=False, sort=True)
+    codes = groups.ngroup().to_numpy(np.int64)
+    keys = [k if isinstance(k, tuple) else (k,) for k in groups.size().index]  # in ngroup's order
+    labels = [', '.join(f'{c}={v:g}' if isinstance(v, (int, float, np.number)) else f'{c}={v}'
+                        for c, v in zip(by, key)) for key in keys]
+    return codes, labels
+
+
+def plot_psth(summary: pd.DataFrame, output: str | Path = 'psth.png', ncols: int = 4) -> Path:
+    """One panel per region: mean rate around an event +- SEM across units, one line per condition.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        From :func:`alfnwb.peri_event_by_region` (``region``, the condition columns, ``event``,
+        ``time``, ``rate_mean``, ``rate_sem``, ``n_units``).
+    output : str or pathlib.Path
+        PNG file to write (its folder must exist); :data:`PSTH_PANEL` inches per panel at :data:`DPI`.
+    ncols : int
+        Panels per row.
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG written (``output``); the same input gives a byte-identical file.
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    if summary.empty:
+        raise AlfNwbError('plot_psth: no units (empty peri-event summary)')
+    by = [c for c in summary.columns if c not in _SUMMARY_COLUMNS]
+    codes, labels = _condition_labels(summary, by)
+    regions = sorted(summary['region'].astype(str).unique())
+    ncols = max(1, min(int(ncols), len(regions)))
+    nrows = -(-len(regions) // ncols)
+    fig = Figure(figsize=(PSTH_PANEL[0] * ncols, PSTH_PANEL[1] * nrows + 0.8), dpi=DPI)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    colours = colormaps['viridis'](np.linspace(0, 0.9, max(len(labels), 1)))
+    region_of = summary['region'].astype(str).to_numpy()
+    for ax, region in zip(axes.ravel(), regions):
+        sel = region_of == region
+        for k, label in enumerate(labels):
+            rows = summary[sel & (codes == k)].sort_values('time')
+            if rows.empty:
+                continue
+            t, m, e = (rows[c].to_numpy(float) for c in ('time', 'rate_mean', 'rate_sem'))
+            ax.plot(t, m, color=colours[k], linewidth=1.2, label=label)
+            ax.fill_between(t, m - np.nan_to_num(e), m + np.nan_to_num(e), color=colours[k], alpha=0.2, linewidth=0)
+        ax.axvline(0.0, color='#888888', linewidth=0.6, linestyle='--')
+        ax.set_title(f'{region} ({int(summary.loc[sel, "n_units"].max())} units)', fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(regions):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel(f's from {summary["event"].iloc[0]}', fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel('rate (Hz)', fontsize=8)
+    axes[0, 0].legend(fontsize=6, frameon=False)
+    fig.suptitle(f'Responses to {summary["event"].iloc[0]} by region (mean +- SEM across units)', fontsize=10)
+    fig.tight_layout()
+    return _save(fig, output)

@@ -162,7 +162,8 @@ def info(path: str | Path) -> dict:
     Returns
     -------
     dict
-        ``session`` (eid, subject, lab, start) and ``probes`` (a list of dicts).
+        ``session`` (eid, subject, lab, start, task protocol), ``trials`` (the number of trials, None
+        without a trials table) and ``probes`` (a list of dicts).
     """
     with open_export(path) as f:
         f.require('units')
@@ -186,7 +187,8 @@ def info(path: str | Path) -> dict:
                 'unit_regions': {str(r): int(c) for c, r in top},
                 'extensions': _extension_names(f[layout.container_path(name)]) if name in containers else [],
             })
-        return {'session': f.session(), 'probes': probes}
+        n_trials = f[f'{layout.TRIALS_PATH}/id'].shape[0] if layout.TRIALS_PATH in f else None
+        return {'session': f.session(), 'trials': n_trials, 'probes': probes}
 
 
 def _extension_names(container) -> list[str]:

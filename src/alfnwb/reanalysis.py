@@ -59,6 +59,8 @@ def _units_of(f: ExportedFile) -> pd.DataFrame:
             df[name] = f.column(layout.UNITS_PATH, name)
     n_spikes = np.diff(np.r_[0, u['spike_times_index'][:]]) if n else np.zeros(0, np.int64)
     df['n_spikes'] = n_spikes.astype(np.int64)
+    df['task_protocol'] = f.text(layout.SESSION_PATHS['task_protocol'])  # per file, for catalogs and filters
+    df['n_trials'] = np.int64(f[f'{layout.TRIALS_PATH}/id'].shape[0] if layout.TRIALS_PATH in f else 0)
     return df
 
 
@@ -128,7 +130,8 @@ def _mapped_ids(atlas_id: np.ndarray, mapping: str) -> np.ndarray:
 
 
 def read_units(source, region=None, mapping: str = 'Allen', descendants: bool = True,
-               min_label: float | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+               min_label: float | None = None, columns: Sequence[str] | None = None,
+               protocol: str | None = None) -> pd.DataFrame:
     """Units of exported files, optionally those of a brain region, one row per unit (no spike times).
 
     Parameters
@@ -147,6 +150,9 @@ def read_units(source, region=None, mapping: str = 'Allen', descendants: bool = 
         Keep units whose IBL ``label`` is at least this (1: good units).
     columns : list of str, optional
         Columns to return besides the identifying ones (:data:`ID_COLUMNS`).
+    protocol : str, optional
+        Keep units of files whose task protocol (``general/protocol``) contains this text, e.g.
+        ``'ephysChoiceWorld'``.
 
     Returns
     -------
@@ -154,7 +160,7 @@ def read_units(source, region=None, mapping: str = 'Allen', descendants: bool = 
         Columns: file, eid, pid, probe, cluster_id, unit_row (row in the file's units table),
         acronym (Allen), atlas_id, beryl_acronym, cosmos_acronym, hemisphere (from the ML
         coordinate), ccf_x/ccf_y/ccf_z (Allen CCF um at the peak channel), depth, the IBL metrics
-        and n_spikes.
+        n_spikes, and per file task_protocol and n_trials (0: no trials table).
     """
     if mapping not in MAPPINGS:
         raise AlfNwbError(f'mapping must be one of {", ".join(MAPPINGS)}, not {mapping!r}')
@@ -171,6 +177,9 @@ def read_units(source, region=None, mapping: str = 'Allen', descendants: bool = 
     if min_label is not None and len(df):
         label = pd.to_numeric(df['label'], errors='coerce') if 'label' in df else pd.Series(np.nan, index=df.index)
         keep &= (label >= min_label).to_numpy()
+    if protocol is not None and len(df):
+        task = df['task_protocol'] if 'task_protocol' in df else pd.Series('', index=df.index)
+        keep &= task.fillna('').astype(str).str.contains(protocol, regex=False).to_numpy()
     df = df[keep].reset_index(drop=True)
     if columns is not None:
         missing = [c for c in columns if c not in df.columns]

@@ -21,8 +21,9 @@ from ..model import SAMPLING_FREQUENCY
 
 __all__ = ['Column', 'Table', 'ELECTRODES', 'UNITS', 'PROVENANCE', 'METRICS', 'MAPPINGS', 'UNKNOWN',
            'ELECTRODES_PATH', 'UNITS_PATH', 'ECEPHYS_PATH', 'PROVENANCE_PATH', 'PROVENANCE_TABLE', 'SESSION_PATHS',
-           'LOCALIZATION_TABLES', 'container_path', 'UNITS_WITH_WAVEFORMS', 'IBL_WAVEFORMS', 'IBL_WAVEFORM_TEMPLATES', 'ibl_waveforms_path', 'WAVEFORM_RATE', 'UNIT_INFO', 'PROVENANCE_FIELDS',
-           'metric_description']
+           'LOCALIZATION_TABLES', 'container_path', 'UNITS_WITH_WAVEFORMS', 'IBL_WAVEFORMS', 'IBL_WAVEFORM_TEMPLATES',
+           'ibl_waveforms_path', 'WAVEFORM_RATE', 'UNIT_INFO', 'PROVENANCE_FIELDS', 'metric_description', 'TRIALS',
+           'TRIALS_PATH', 'TRIALS_INTERVALS', 'trials_column_description']
 
 #: Location of channels without histology (``void`` is the Allen term for outside the brain).
 UNKNOWN = 'unknown'
@@ -31,12 +32,13 @@ WAVEFORM_RATE = SAMPLING_FREQUENCY
 
 ELECTRODES_PATH = 'general/extracellular_ephys/electrodes'
 UNITS_PATH = 'units'
+TRIALS_PATH = 'intervals/trials'
 ECEPHYS_PATH = 'processing/ecephys'
 PROVENANCE_TABLE = 'alfnwb_provenance'
 PROVENANCE_PATH = f'{ECEPHYS_PATH}/{PROVENANCE_TABLE}'
 #: Session fields read back by ``alfnwb info`` and the reanalysis tools.
 SESSION_PATHS = {'eid': 'general/session_id', 'subject': 'general/subject/subject_id', 'lab': 'general/lab',
-                 'session_start_time': 'session_start_time'}
+                 'session_start_time': 'session_start_time', 'task_protocol': 'general/protocol'}
 #: ndx-anatomical-localization tables (``general/localization``) of the electrodes with histology.
 LOCALIZATION_TABLES = {'AllenCCFv3Coordinates': 'AllenCCFv3', 'IBLBregmaCoordinates': 'IBLBregma'}
 #: Brain-region parcellations and the column of :func:`alfnwb.read_units` that holds each.
@@ -246,9 +248,57 @@ PROVENANCE = Table(PROVENANCE_PATH, 'Where each probe came from (ONE / ALF), by 
            'components: empty when the sorting has none', dtype='text'),
     Column('warnings', 'every degradation of this probe\'s export (data left out, a fallback taken), one per '
            'line; empty when none', dtype='text'),
+    Column('trials_collection', 'ALF collection of the session\'s trials (intervals/trials); empty: no trials',
+           dtype='text'),
+    Column('trials_revision', 'ALF revision of the trials files loaded (empty: unrevisioned)', dtype='text'),
     Column('num_samples', 'samples of the probe\'s recording (raw file length, else last spike sample + 1; '
            '0: no SortingAnalyzer written)', 'samples', 'int64'),
 ))
 
 #: Provenance record field (:class:`alfnwb.model.Provenance`) -> provenance table column.
 PROVENANCE_FIELDS = {'probe': 'probe_name'}
+
+
+#: NWB columns of ``trials.intervals`` and the ALF DataFrame columns (``AlfBunch.to_df``) they hold.
+TRIALS_INTERVALS = {'start_time': 'intervals_0', 'stop_time': 'intervals_1'}
+#: The trials columns: ``name | unit | description``; ``@`` stands for the clock, ``~`` for NaN events.
+_TRIALS_COLUMNS = """
+start_time | s | trial start (@; trials.intervals[:, 0])
+stop_time | s | trial end (@; trials.intervals[:, 1])
+stimOn_times | s | visual stimulus onset, photodiode (@)~
+goCue_times | s | go cue tone onset (@)~
+firstMovement_times | s | first wheel movement after the go cue (@)~
+response_times | s | response registered: threshold reached or time out (@)
+feedback_times | s | feedback: valve open or error tone (@)~
+stimOff_times | s | visual stimulus offset (@)~
+goCueTrigger_times | s | go cue command sent by the task (@)
+stimOnTrigger_times | s | stimulus onset command sent by the task (@)
+stimOffTrigger_times | s | stimulus offset command sent by the task (@)
+stimFreeze_times | s | stimulus freeze at the response (@)
+choice | | choice: -1 turn CCW (stimulus on the right when correct), +1 turn CW (left), 0 no-go
+feedbackType | | feedback: +1 correct (reward), -1 error or no-go
+contrastLeft | | contrast of the stimulus on the left (0-1); NaN when the stimulus is on the right
+contrastRight | | contrast of the stimulus on the right (0-1); NaN when the stimulus is on the left
+probabilityLeft | | probability of the stimulus being on the left in this trial's block (0.2, 0.5, 0.8)
+rewardVolume | uL | water reward delivered (uL; 0 on error)
+quiescencePeriod | s | wheel quiescence required before the stimulus (s)
+"""
+
+
+def _trials_column(line: str) -> Column:
+    name, unit, desc = (part.strip() for part in line.split('|'))
+    desc = desc.replace('@', 's, session clock (the clock of spike_times)').replace('~', '; NaN when not detected')
+    return Column(name, desc, unit, 'ALF dtype', 'trials.intervals' if name in TRIALS_INTERVALS else f'trials.{name}')
+
+
+#: IBL's trials object (``_ibl_trials.*``, as brainbox's ``SessionLoader.load_trials`` loads it): the NWB
+#: ``trials`` table, one column per attribute under its IBL name; attributes not listed here are
+#: written too, with a generic description (:func:`trials_column_description`).
+TRIALS = Table(TRIALS_PATH, 'IBL trials (ALF _ibl_trials.*, loaded by brainbox SessionLoader.load_trials); '
+               'times on the session clock, the clock of units/spike_times; NaN kept',
+               tuple(_trials_column(line) for line in _TRIALS_COLUMNS.strip().splitlines()))
+
+
+def trials_column_description(name: str) -> str:
+    """Description of a trials column; attributes IBL adds later get a generic one."""
+    return TRIALS[name].description if name in TRIALS else f'IBL trials attribute {name} (trials.{name})'

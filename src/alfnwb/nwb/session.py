@@ -56,6 +56,8 @@ def make_nwbfile(session: SessionData, metadata: dict | None = None):
         'keywords': ['IBL', 'Neuropixels', 'spike sorting', 'ALF'],
         'notes': f'session_start_time from the {start_note}. Exported by alfnwb from ONE/ALF.',
     }
+    if session.task_protocol:
+        kwargs['protocol'] = session.task_protocol
     kwargs.update(nwb_meta)
     subject = Subject(
         subject_id=session.subject or 'unknown',
@@ -115,3 +117,25 @@ def ecephys_module(nwbfile):
     if 'ecephys' not in nwbfile.processing:
         nwbfile.create_processing_module('ecephys', 'Processed extracellular electrophysiology: spike sorting')
     return nwbfile.processing['ecephys']
+
+
+def add_trials(nwbfile, trials) -> None:
+    """The session's IBL trials as the NWB ``trials`` table (:data:`alfnwb.nwb.layout.TRIALS`).
+
+    ``start_time``/``stop_time`` are ``trials.intervals``; every other attribute is a column under
+    its IBL name, in the loader's order, values (NaN included) and dtype as loaded.
+
+    Parameters
+    ----------
+    nwbfile : pynwb.NWBFile
+    trials : pandas.DataFrame
+        As brainbox's ``SessionLoader.load_trials()`` returns it (``intervals_0``, ``intervals_1``, ...).
+    """
+    from hdmf.common import VectorData
+    from pynwb.epoch import TimeIntervals
+
+    names = {alf: nwb for nwb, alf in layout.TRIALS_INTERVALS.items()}
+    order = list(layout.TRIALS_INTERVALS.values()) + [c for c in trials.columns if c not in names]
+    cols = [VectorData(name=names.get(c, c), description=layout.trials_column_description(names.get(c, c)),
+                       data=np.asarray(trials[c].to_numpy())) for c in order]
+    nwbfile.trials = TimeIntervals(name='trials', description=layout.TRIALS.description, columns=cols)

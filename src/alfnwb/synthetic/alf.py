@@ -212,7 +212,7 @@ def probe_clock(pid: str) -> tuple[float, float]:
 
 
 def spike_sorting(channels: dict, n_units: int, duration: float, rng: np.random.Generator, pid: str, tag: str,
-                  clock: tuple[float, float] = (0.0, 0.0)) -> tuple[dict, dict]:
+                  clock: tuple[float, float] = (0.0, 0.0), evoked: tuple | None = None) -> tuple[dict, dict]:
     """ALF ``spikes`` and ``clusters`` of one sorting run, with brainbox's cluster metrics.
 
     Parameters
@@ -225,12 +225,13 @@ def spike_sorting(channels: dict, n_units: int, duration: float, rng: np.random.
         Recording length, s.
     rng : numpy.random.Generator
         Every draw of the sorting.
-    pid : str
-        Insertion id, part of the cluster uuids.
-    tag : str
-        Sorting run (sorter and revision), part of the cluster uuids.
+    pid, tag : str
+        Insertion id and sorting run (sorter and revision): parts of the cluster uuids.
     clock : (float, float)
         The probe's clock drift and offset (:func:`probe_clock`).
+    evoked : (numpy.ndarray, numpy.ndarray), optional
+        The session's stimulus onsets and contrasts: units in responsive regions also fire evoked
+        spikes (:func:`alfnwb.synthetic.task.add_evoked`, drawn from their own stream).
 
     Returns
     -------
@@ -243,15 +244,21 @@ def spike_sorting(channels: dict, n_units: int, duration: float, rng: np.random.
     from brainbox.metrics.single_units import quick_unit_metrics
 
     samples, clu = spike_trains(n_units, duration, rng)
-    # the probe's sample clock synchronised to the session's main clock, as IBL's spikes.times
-    drift, offset = clock
-    times = samples / FS * (1.0 + drift) + offset
     n_ch = channels['rawInd'].size
     peak = np.sort(rng.choice(n_ch, n_units, replace=n_units > n_ch))
     unit_amp = np.clip(rng.lognormal(np.log(90e-6), 0.5, n_units), 20e-6, 800e-6)
     depths_c = channels['localCoordinates'][peak, 1]
     amps = unit_amp[clu] * rng.lognormal(0.0, 0.15, clu.size)
     depths = (depths_c[clu] + rng.normal(0, 6.0, clu.size)).astype(np.float32)
+    if evoked is not None:
+        from .task import add_evoked
+
+        samples, clu, amps, depths = add_evoked(
+            {'samples': samples, 'clusters': clu, 'amps': amps, 'depths': depths}, evoked, peak,
+            channels['atlas_id'], unit_amp, depths_c, clock, stable_rng(pid, tag, 'evoked')).values()
+    # the probe's sample clock synchronised to the session's main clock, as IBL's spikes.times
+    drift, offset = clock
+    times = samples / FS * (1.0 + drift) + offset
     spikes = {'times': times, 'samples': samples, 'clusters': clu.astype(np.uint32), 'amps': amps,
               'depths': depths, 'templates': clu.astype(np.uint32)}
     waveforms, wf_channels = unit_templates(peak, unit_amp, channels, rng)

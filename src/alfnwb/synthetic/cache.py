@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from .alf import FS, probe_channels, probe_clock, save_alf_object, spike_sorting
-from .ids import stable_uuid
+from .ids import stable_rng, stable_uuid
 from .raw import write_raw
 from .rest import insertion_responses, openapi_schema, rest_records
+from .task import save_trials, task_trials
 from .tables import dataset_rows, insertion_row, session_row, write_tables
 from .truth import SynthCache, SynthProbe, SynthSession, SynthSorting
 from .waveforms import write_waveforms
@@ -59,7 +60,7 @@ def _write_sorting(session: SynthSession, probe: SynthProbe, run: tuple, alf_cha
     collection = f'alf/{probe.name}' + (f'/{sorter}' if sorter else '')
     folder = session.path / collection / (f'#{revision}#' if revision else '')
     spikes, clusters = spike_sorting(probe.channels, n_units, duration, rng, probe.pid, f'{sorter}{revision}',
-                                     clock=(probe.clock_drift, probe.clock_offset))
+                                     clock=(probe.clock_drift, probe.clock_offset), evoked=_evoked(session))
     files: list[Path] = []
     save_alf_object(folder, 'spikes', spikes, files)
     save_alf_object(folder, 'clusters', clusters, files)
@@ -67,6 +68,14 @@ def _write_sorting(session: SynthSession, probe: SynthProbe, run: tuple, alf_cha
     probe.sortings.append(SynthSorting(sorter=sorter, revision=revision, collection=collection,
                                        default=default, spikes=spikes, clusters=clusters))
     return files
+
+
+def _evoked(session: SynthSession) -> tuple | None:
+    """The session's stimulus onsets and contrasts (None without trials)."""
+    if session.trials is None:
+        return None
+    t = session.trials
+    return t['stimOn_times'], np.nan_to_num(t['contrastLeft']) + np.nan_to_num(t['contrastRight'])
 
 
 def _write_probe(session: SynthSession, pid: str, index: int, spec: tuple, rng: np.random.Generator,
@@ -101,7 +110,7 @@ def _write_probe(session: SynthSession, pid: str, index: int, spec: tuple, rng: 
 
 def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units: int = 40,
                 duration: float = 300.0, start_date: datetime.date = datetime.date(2023, 3, 14),
-                raw: bool = False) -> SynthCache:
+                raw: bool = False, trials: bool = True) -> SynthCache:
     """Write synthetic IBL sessions as a standard ONE local cache.
 
     Parameters
@@ -125,6 +134,9 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
         short), and the default sorting's extracted waveforms (``waveforms.*``, made by IBL's
         ``extract_wfs_cbin``: :func:`~alfnwb.synthetic.write_waveforms`). The other ALF data do not
         depend on this flag.
+    trials : bool
+        Give every session an IBL-like task (:mod:`alfnwb.synthetic.task`): ``alf/_ibl_trials.*`` and
+        units of responsive regions that respond to the stimulus. False: neither.
 
     Returns
     -------
@@ -141,6 +153,9 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
         session = _session(cache_dir, seed, i, start_date + datetime.timedelta(days=i))
         ses_rows.append(session_row(session))
         files: list[tuple[Path, bool]] = []
+        if trials:  # the task's own stream: the probes' data do not shift
+            session.trials = task_trials(duration, stable_rng(seed, 'trials', i))
+            files += [(f, True) for f in save_trials(session.path / 'alf', session.trials)]
         for index, spec in enumerate(TEMPLATES[i % len(TEMPLATES)]):
             pid = stable_uuid(seed, 'insertion', i, spec[0])
             rng = np.random.default_rng(rng_master.integers(2 ** 32))  # one stream per probe

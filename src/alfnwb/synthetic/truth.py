@@ -53,6 +53,7 @@ class SynthSession:
     number: int
     path: Path
     probes: list = field(default_factory=list)
+    trials: dict | None = None  # the trials object written (alf/_ibl_trials.*), None without a task
 
 
 @dataclass
