@@ -586,8 +586,7 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
 
     Returns
     -------
-    pathlib.Path
-        The output path.
+    pathlib.Path (the output path)
 
     Raises
     ------
