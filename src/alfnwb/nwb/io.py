@@ -532,7 +532,10 @@ def _first_line(exc: BaseException) -> str:
     return lines[0][:500] if lines else ''
 
 
-def _validate_and_rename(tmp: Path, path: Path, overwrite: bool, validate_file: bool) -> None:
+def _validate_and_rename(tmp: Path, path: Path, overwrite: bool, validate_file: bool,
+                         progress: Callable[[str], None] | None = None) -> None:
+    if validate_file and progress is not None:
+        progress(f'validating {path.name} (pynwb schema)')
     if validate_file:
         errors = validate(tmp)
         if errors:
@@ -577,14 +580,13 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
         where forking is safe (:func:`fork_blocker`: no other thread alive), else in this process.
         A batch's worker processes pass False: the pool already isolates each job.
     stall_timeout : float, optional
-        Seconds without progress after which the child writer is killed (default :data:`STALL_TIMEOUT`).
+        Seconds without progress before the child writer is killed (default :data:`STALL_TIMEOUT`).
     progress : callable, optional
-        Told the megabytes written so far (every few seconds) and when validation starts.
+        Told the megabytes written so far (every few seconds), then that validation starts.
 
     Returns
     -------
-    pathlib.Path
-        The output path.
+    pathlib.Path (the output path)
 
     Raises
     ------
@@ -605,9 +607,7 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
         else:
             log.debug('writing %s in this process (%s)', tmp, why)
             _write_in_process(nwbfile, tmp, progress)
-        if progress is not None and validate_file:
-            progress(f'validating {path.name} (pynwb schema)')
-        _validate_and_rename(tmp, path, overwrite, validate_file)
+        _validate_and_rename(tmp, path, overwrite, validate_file, progress)
     except BaseException as e:  # nothing half-written stays, whatever happened
         # Windows cannot remove a file HDF5 left open: the next export (or batch) to it removes it
         with contextlib.suppress(OSError):
