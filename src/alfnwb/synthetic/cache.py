@@ -129,11 +129,9 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
         Date of the first session; the next ones follow day by day.
     raw : bool
         Also write each probe's raw AP band, consistent with its default sorting, at
-        ``raw_ephys_data/probeXX/_spikeglx_ephysData_g0_t0.imecK.ap.{cbin,ch,meta}`` (int16, 385
-        channels at 30 kHz, ``duration * 30000 * 770`` bytes before compression: keep ``duration``
-        short), and the default sorting's extracted waveforms (``waveforms.*``, made by IBL's
-        ``extract_wfs_cbin``: :func:`~alfnwb.synthetic.write_waveforms`). The other ALF data do not
-        depend on this flag.
+        ``raw_ephys_data/probeXX/*.ap.{cbin,ch,meta}`` (int16, 385 channels at 30 kHz, ~770 bytes
+        per sample before compression: keep ``duration`` short), and the default sorting's extracted
+        waveforms (``waveforms.*``, by IBL's ``extract_wfs_cbin``). Other ALF data do not depend on it.
     trials : bool
         Give every session an IBL-like task (:mod:`alfnwb.synthetic.task`): ``alf/_ibl_trials.*`` and
         units of responsive regions that respond to the stimulus. False: neither.
