@@ -187,8 +187,13 @@ def _load(one, trials: bool, **kwargs) -> SessionData:
 
 def _check_arguments(output, overwrite: bool, metadata, extensions, raw: bool) -> tuple[Path, dict]:
     """Fail before minutes of loading: the output path, the metadata file, the extension names."""
+    import tqdm
+
     from .analyzer import resolve_extensions
 
+    # progress bars of the libraries that load (ONE, brainbox) would start tqdm's monitor thread, and
+    # the HDF5 writer forks only when no other thread is alive (alfnwb.nwb.io.fork_blocker)
+    tqdm.tqdm.monitor_interval = 0
     output = check_output(output, overwrite)
     meta = metadata if isinstance(metadata, dict) else read_metadata(metadata)
     resolve_extensions(extensions, raw=raw, waveforms=True)  # names only: each probe checks what it has
