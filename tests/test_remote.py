@@ -68,7 +68,8 @@ def test_export_by_pid_downloads_then_exports_and_downloads_nothing_again(alyx, 
     assert _export(alyx, p.pid, cache, tmp_path / 'a.nwb') == 0
     got = [re.sub(r'\.[0-9a-f-]{36}\.', '.', Path(f).name) for f in alyx.file_requests()]  # without the uuids
     wanted = {f.name for f in (synth.sessions[0].path / truth.collection / f'#{truth.revision}#').iterdir()}
-    assert len(got) == len(set(got)) and set(got) == wanted  # the files of the revision, each once
+    trials = {f.name for f in (synth.sessions[0].path / 'alf').glob('_ibl_trials.*')}  # the session's task
+    assert trials and len(got) == len(set(got)) and set(got) == wanted | trials  # each file once
     assert all(req[2] == 200 for req in alyx.requests)
     spikes, clusters, channels = read_alf(tmp_path / 'a.nwb')
     np.testing.assert_array_equal(spikes['times'], truth.spikes['times'])
@@ -94,8 +95,10 @@ def test_batch_workers_use_the_plans_database_and_mode(alyx, login, synth, tmp_p
     assert set(m.index) == {p.pid for p in s.probes} and set(m['status']) == {'done'}
     # an empty cache: every file came over HTTP, once, for both insertions
     files = alyx.file_requests()
-    assert len(files) == len(set(files)) and {re.search('/alf/(probe0.)/', f)[1] for f in files} == {
+    sorting = [f for f in files if re.search('/alf/probe0./', f)]
+    assert len(files) == len(set(files)) and {re.search('/alf/(probe0.)/', f)[1] for f in sorting} == {
         'probe00', 'probe01'}
+    assert all('/alf/_ibl_trials.' in f for f in set(files) - set(sorting))  # and the session's trials
     for p in s.probes:
         nwb = ds / m.loc[p.pid, 'path']
         np.testing.assert_array_equal(read_alf(nwb)[0]['times'], p.default_sorting.spikes['times'])
