@@ -468,8 +468,8 @@ def test_a_slow_writer_that_progresses_is_not_killed(tmp_path, monkeypatch, chan
 
     def slow(nwbfile, tmp):
         with open(tmp, 'ab') as f:
-            for _ in range(8):  # 4 s in all, progress every 0.5 s
-                time.sleep(0.5)
+            for _ in range(10):  # 6 s in all, twice the timeout; progress every 0.6 s
+                time.sleep(0.6)
                 if channel == 'file growth':
                     f.write(b'x' * 1000)
                     f.flush()
@@ -478,7 +478,7 @@ def test_a_slow_writer_that_progresses_is_not_killed(tmp_path, monkeypatch, chan
         real(nwbfile, tmp)
 
     monkeypatch.setattr(nio, '_write_hdf5', slow)
-    out = nio.write_nwbfile(_small_nwbfile(), tmp_path / 'x.nwb', isolate=True, stall_timeout=2.5)
+    out = nio.write_nwbfile(_small_nwbfile(), tmp_path / 'x.nwb', isolate=True, stall_timeout=3)
     with h5py.File(out, 'r') as f:
         assert f['session_description'][()].decode() == 'reliability'
     assert list(tmp_path.iterdir()) == [out]
