@@ -144,17 +144,12 @@ def cluster_metrics(clu: np.ndarray, times: np.ndarray, amps: np.ndarray, depths
 def _probe_sorting(channels: dict, n_spikes: int, n_units: int, rng: np.random.Generator, pid: str,
                    clock: tuple[float, float]):
     """ALF ``spikes`` and ``clusters`` of one sorting (dtypes as IBL's), and the recording length (s)."""
-    from alfnwb.synthetic import FS, REVISION, stable_uuid, unit_templates
+    from alfnwb.synthetic import FS, REVISION, stable_uuid, unit_placement, unit_templates
 
     samples, clu, duration = _exact_trains(n_spikes, n_units, rng)
     drift, offset = clock
     times = samples / FS * (1.0 + drift) + offset  # the probe's clock synchronised to the session's
-    n_ch = channels['rawInd'].size
-    peak = np.sort(rng.choice(n_ch, n_units, replace=n_units > n_ch))
-    unit_amp = np.clip(rng.lognormal(np.log(90e-6), 0.5, n_units), 20e-6, 800e-6)
-    depths_c = channels['localCoordinates'][peak, 1]
-    amps = unit_amp[clu] * rng.lognormal(0.0, 0.15, clu.size)
-    depths = (depths_c[clu] + rng.normal(0, 6.0, clu.size)).astype(np.float32)
+    peak, unit_amp, depths_c, amps, depths = unit_placement(channels, n_units, clu, rng)
     spikes = {'times': times, 'samples': samples, 'clusters': clu.astype(np.uint32), 'amps': amps,
               'depths': depths, 'templates': clu.astype(np.uint32)}
     waveforms, wf_channels = unit_templates(peak, unit_amp, channels, rng)

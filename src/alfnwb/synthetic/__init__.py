@@ -63,7 +63,7 @@ module        contents
 from __future__ import annotations
 
 from .alf import (CLOCK_DRIFT_PPM, CLOCK_OFFSET_S, FS, TIP_UM, TRACKS, probe_channels, probe_clock, probe_geometry,
-                  save_alf_object, spike_sorting, spike_trains, unit_templates)
+                  save_alf_object, spike_sorting, spike_trains, unit_placement, unit_templates)
 from .cache import REVISION, SUBJECTS, TEMPLATES, write_cache
 from .ids import stable_rng, stable_uuid
 from .raw import RAW_CHUNK, RAW_FORMATS, RAW_NOISE_UV, raw_file_name, raw_sample2volts, write_raw
@@ -81,7 +81,7 @@ __all__ = [
     'RAW_NOISE_UV', 'RAW_FORMATS', 'RAW_CHUNK', 'ALIGNMENT_KEY', 'TRAJECTORY_PROVENANCE',
     # building blocks: ids, ALF objects, raw band, REST records, cache tables
     'stable_uuid', 'stable_rng',
-    'probe_geometry', 'probe_channels', 'spike_trains', 'unit_templates', 'probe_clock', 'spike_sorting',
+    'probe_geometry', 'probe_channels', 'spike_trains', 'unit_placement', 'unit_templates', 'probe_clock', 'spike_sorting',
     'save_alf_object',
     'raw_sample2volts', 'raw_file_name', 'write_raw',
     'write_waveforms', 'MAX_WAVEFORMS', 'PREPROCESS_STEPS', 'WAVEFORM_FILES',

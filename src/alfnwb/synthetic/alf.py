@@ -211,6 +211,24 @@ def probe_clock(pid: str) -> tuple[float, float]:
     return float(drift), float(rng.uniform(*CLOCK_OFFSET_S))
 
 
+def unit_placement(channels: dict, n_units: int, clu: np.ndarray, rng: np.random.Generator):
+    """Where each unit sits and how large its spikes are.
+
+    Returns
+    -------
+    peak, unit_amp, depths_c, amps, depths : numpy.ndarray
+        Peak channel and amplitude (V) of each unit, its depth (um), then each spike's amplitude (V)
+        and depth (um, float32), drawn from ``rng`` in that order.
+    """
+    n_ch = channels['rawInd'].size
+    peak = np.sort(rng.choice(n_ch, n_units, replace=n_units > n_ch))
+    unit_amp = np.clip(rng.lognormal(np.log(90e-6), 0.5, n_units), 20e-6, 800e-6)
+    depths_c = channels['localCoordinates'][peak, 1]
+    amps = unit_amp[clu] * rng.lognormal(0.0, 0.15, clu.size)
+    depths = (depths_c[clu] + rng.normal(0, 6.0, clu.size)).astype(np.float32)
+    return peak, unit_amp, depths_c, amps, depths
+
+
 def spike_sorting(channels: dict, n_units: int, duration: float, rng: np.random.Generator, pid: str, tag: str,
                   clock: tuple[float, float] = (0.0, 0.0), evoked: tuple | None = None) -> tuple[dict, dict]:
     """ALF ``spikes`` and ``clusters`` of one sorting run, with brainbox's cluster metrics.
@@ -244,12 +262,7 @@ def spike_sorting(channels: dict, n_units: int, duration: float, rng: np.random.
     from brainbox.metrics.single_units import quick_unit_metrics
 
     samples, clu = spike_trains(n_units, duration, rng)
-    n_ch = channels['rawInd'].size
-    peak = np.sort(rng.choice(n_ch, n_units, replace=n_units > n_ch))
-    unit_amp = np.clip(rng.lognormal(np.log(90e-6), 0.5, n_units), 20e-6, 800e-6)
-    depths_c = channels['localCoordinates'][peak, 1]
-    amps = unit_amp[clu] * rng.lognormal(0.0, 0.15, clu.size)
-    depths = (depths_c[clu] + rng.normal(0, 6.0, clu.size)).astype(np.float32)
+    peak, unit_amp, depths_c, amps, depths = unit_placement(channels, n_units, clu, rng)
     if evoked is not None:
         from .task import add_evoked
 
