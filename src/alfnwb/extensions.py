@@ -394,12 +394,17 @@ class Waveforms(Extension):
         width = int(counts.max(initial=0))
         channels = np.argsort(~mask, axis=1, kind='stable')[:, :width]
         channels = np.where(np.arange(width)[None, :] < counts[:, None], channels, -1)
-        units = ctx.ibl['flat']['cluster'][ctx.ibl['rows']]
-        wf = on_channels(ctx.ibl['flat'], ctx.ibl['rows'], channels[units])  # (n, width, samples), V
-        wf = np.swapaxes(np.nan_to_num(wf, nan=0.0), 1, 2) * np.float32(1e6)  # NaN only where SpikeInterface pads
-        ms_before, ms_after = ms_window(TROUGH_SAMPLE, wf.shape[1], ctx.fs)
+        flat, rows = ctx.ibl['flat'], ctx.ibl['rows']
+        n_samples = flat['traces'].shape[-1]
+        wf = np.empty((rows.size, n_samples, width), dtype=np.float32)  # SpikeInterface's layout, filled by blocks
+        for a in range(0, rows.size, 8192):
+            block = on_channels(flat, rows[a:a + 8192], channels[flat['cluster'][rows[a:a + 8192]]])  # V
+            np.nan_to_num(block, copy=False, nan=0.0)  # NaN only where SpikeInterface pads
+            block *= np.float32(1e6)
+            wf[a:a + block.shape[0]] = np.swapaxes(block, 1, 2)
+        ms_before, ms_after = ms_window(TROUGH_SAMPLE, n_samples, ctx.fs)
         inject_extension(ctx.analyzer, self.name, {'ms_before': ms_before, 'ms_after': ms_after, 'dtype': 'float32'},
-                         {'waveforms': wf.astype(np.float32)})
+                         {'waveforms': wf})
 
     def write(self, ctx) -> None:
         from hdmf.common import VectorIndex

@@ -122,7 +122,7 @@ class WriteContext:
         valid = np.arange(width)[None, :] < per_spike[:, None]
         rows = np.swapaxes(values[sel_order][:, :, :width], 1, 2)[valid]
         electrodes = (self.channels[spike_units][valid] + self.electrode_offset).astype(np.int64)
-        data = VectorData(name='data', description=description, data=self.data(rows.astype(np.float32), chunk=chunk))
+        data = VectorData(name='data', description=description, data=self.data(rows.astype(np.float32, copy=False), chunk=chunk))
         index = VectorIndex(name='data_index', data=np.cumsum(per_spike).astype(np.int64), target=data)
         return data, index, electrodes, sel_ends
 

@@ -58,70 +58,87 @@ def dataio(data, compression: str | None, chunk: int | None = 1 << 18):
     return H5DataIO(data, compression=compression, shuffle=True, chunks=chunks)
 
 
-class GatherIterator:
-    """The data ``concatenate([a[order] for a, order in pieces])``, produced block by block as HDF5 writes it.
+class RowBlocks:
+    """A dataset of ``n`` rows produced block by block as HDF5 writes it (``read(start, stop)`` gives rows).
 
-    Writing spikes grouped by unit needs each array permuted; materialising the permuted copies
-    costs as much memory as the spikes themselves. This iterator gathers one block at a time.
+    Writing spikes grouped by unit needs each array permuted, and IBL's waveform traces are
+    gigabytes on disk: materialising either costs as much memory as the data. HDF5 pulls one
+    block at a time from this iterator instead.
     """
 
-    def __init__(self, pieces: list, block: int = 1 << 20):
-        import numpy as np
-
-        self.pieces = [(np.asarray(a), np.asarray(o)) for a, o in pieces]
-        self.block = int(block)
-        self._n = sum(o.size for _, o in self.pieces)
-        first = self.pieces[0][0]
-        self._dtype = first.dtype
-        self._tail = first.shape[1:]
+    def __init__(self, n: int, tail: tuple, dtype, read: Callable, block: int = 1 << 20):
+        self.n, self.tail, self.dtype, self.read, self.block = int(n), tuple(tail), dtype, read, int(block)
 
     def chunks(self):
         from hdmf.data_utils import DataChunk
 
-        start = 0
-        for a, order in self.pieces:
-            for i in range(0, order.size, self.block):
-                idx = order[i:i + self.block]
-                _progress()
-                yield DataChunk(data=a[idx], selection=(slice(start + i, start + i + idx.size),))
-            start += order.size
+        for start in range(0, self.n, self.block):
+            stop = min(start + self.block, self.n)
+            _progress()
+            # the full selection: hdmf sizes the dataset from the chunks' bounds on every axis
+            yield DataChunk(data=self.read(start, stop),
+                            selection=(slice(start, stop),) + tuple(slice(0, d) for d in self.tail))
+
+    def dataio(self, compression: str | None, chunk: int = 1 << 18):
+        """Wrapped for HDF5: chunked, compressed with shuffle unless ``compression`` is None."""
+        from hdmf.backends.hdf5.h5_utils import H5DataIO
+        from hdmf.data_utils import AbstractDataChunkIterator
+
+        if self.n == 0:
+            return self.read(0, 0)
+        rows, chunk_shape = self, (min(chunk, self.n),) + self.tail
+
+        class _Iter(AbstractDataChunkIterator):
+            def __init__(self):
+                self._gen = rows.chunks()
+
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                return next(self._gen)
+
+            def recommended_chunk_shape(self):
+                return chunk_shape
+
+            def recommended_data_shape(self):
+                return (rows.n,) + rows.tail
+
+            @property
+            def dtype(self):
+                return rows.dtype
+
+            @property
+            def maxshape(self):
+                return (rows.n,) + rows.tail
+
+        if compression is None:
+            return H5DataIO(_Iter(), chunks=chunk_shape)
+        return H5DataIO(_Iter(), compression=compression, shuffle=True, chunks=chunk_shape)
 
 
 def gather(pieces: list, compression: str | None, chunk: int = 1 << 18):
-    """Data for a dataset holding ``concatenate([a[order] ...])``: lazily gathered when compressed."""
+    """Data for a dataset holding ``concatenate([a[order] for a, order in pieces])``, gathered block by
+    block as HDF5 writes it when compressed."""
     import numpy as np
-    from hdmf.backends.hdf5.h5_utils import H5DataIO
-    from hdmf.data_utils import AbstractDataChunkIterator
 
-    it = GatherIterator(pieces)
-    if compression is None or it._n == 0:
-        return np.concatenate([a[o] for a, o in it.pieces]) if len(it.pieces) > 1 else it.pieces[0][0][it.pieces[0][1]]
+    pieces = [(np.asarray(a), np.asarray(o)) for a, o in pieces]
+    if compression is None or not sum(o.size for _, o in pieces):
+        return np.concatenate([a[o] for a, o in pieces]) if len(pieces) > 1 else pieces[0][0][pieces[0][1]]
+    order = np.concatenate([o for _, o in pieces]) if len(pieces) > 1 else pieces[0][1]
+    offsets = np.cumsum([0] + [o.size for _, o in pieces])
+    sources = [a for a, _ in pieces]
 
-    class _Iter(AbstractDataChunkIterator):
-        def __init__(self):
-            self._gen = it.chunks()
+    def read(start: int, stop: int):
+        out = []
+        for i, a in enumerate(sources):  # the pieces this block overlaps
+            lo, hi = max(start, offsets[i]), min(stop, offsets[i + 1])
+            if lo < hi:
+                out.append(a[order[lo:hi]])
+        return np.concatenate(out) if len(out) > 1 else out[0]
 
-        def __iter__(self):
-            return self
-
-        def __next__(self):
-            return next(self._gen)
-
-        def recommended_chunk_shape(self):
-            return (min(chunk, it._n),) + it._tail
-
-        def recommended_data_shape(self):
-            return (it._n,) + it._tail
-
-        @property
-        def dtype(self):
-            return it._dtype
-
-        @property
-        def maxshape(self):
-            return (it._n,) + it._tail
-
-    return H5DataIO(_Iter(), compression=compression, shuffle=True, chunks=(min(chunk, it._n),) + it._tail)
+    first = sources[0]
+    return RowBlocks(order.size, first.shape[1:], first.dtype, read).dataio(compression, chunk)
 
 
 def check_output(path: str | Path, overwrite: bool = False) -> Path:

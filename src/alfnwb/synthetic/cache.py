@@ -79,7 +79,7 @@ def _evoked(session: SynthSession) -> tuple | None:
 
 
 def _write_probe(session: SynthSession, pid: str, index: int, spec: tuple, rng: np.random.Generator,
-                 n_units: int, duration: float, raw: bool) -> tuple[SynthProbe, dict, list, list]:
+                 n_units: int, duration: float, raw: bool | tuple) -> tuple[SynthProbe, dict, list, list]:
     """One insertion of a template: the probe, its Alyx records and its files (with default-revision flags)."""
     name, layout, histology, track, sortings = spec
     channels = probe_channels(layout, track, histology, rng)
@@ -97,7 +97,7 @@ def _write_probe(session: SynthSession, pid: str, index: int, spec: tuple, rng: 
         units = max(n_units + (0 if k == 0 else int(rng.integers(-6, 7))), 3)
         files += [(f, run[2]) for f in _write_sorting(session, probe, run, alf_channels, units, duration, rng)]
     insertion, trajectories = rest_records(probe, channels, session)
-    if raw:
+    if raw is True or (raw and name in raw):
         new = write_raw(session.path / 'raw_ephys_data' / name, index, probe, session, insertion['serial'],
                         int(round(duration * FS)))
         probe.raw_path = new[0]
@@ -110,7 +110,7 @@ def _write_probe(session: SynthSession, pid: str, index: int, spec: tuple, rng: 
 
 def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units: int = 40,
                 duration: float = 300.0, start_date: datetime.date = datetime.date(2023, 3, 14),
-                raw: bool = False, trials: bool = True) -> SynthCache:
+                raw: bool | tuple[str, ...] = False, trials: bool = True) -> SynthCache:
     """Write synthetic IBL sessions as a standard ONE local cache.
 
     Parameters
@@ -132,6 +132,7 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
         ``raw_ephys_data/probeXX/*.ap.{cbin,ch,meta}`` (int16, 385 channels at 30 kHz, ~770 bytes
         per sample before compression: keep ``duration`` short), and the default sorting's extracted
         waveforms (``waveforms.*``, by IBL's ``extract_wfs_cbin``). Other ALF data do not depend on it.
+        A tuple of probe names (e.g. ``('probe00',)``): only those probes.
     trials : bool
         Give every session an IBL-like task (:mod:`alfnwb.synthetic.task`): ``alf/_ibl_trials.*`` and
         units of responsive regions that respond to the stimulus. False: neither.
