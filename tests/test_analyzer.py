@@ -117,6 +117,28 @@ def test_template_similarity_equals_spikeinterface(synth, session_export):
     assert stored.shape == (len(sa.unit_ids),) * 2 and np.any((stored > 0.2) & (stored < 0.99))
 
 
+def test_random_spikes_and_isi_equal_spikeinterface(synth, session_export, one_plain):
+    """alfnwb's kernels (no per-process numba compile) give SpikeInterface's exact numbers."""
+    from spikeinterface.core.sorting_tools import random_spikes_selection
+    from spikeinterface.postprocessing.isi import compute_isi_histograms_numpy
+
+    sa = read_sorting_analyzer(session_export.path, probe='probe00')
+    for seed, most in ((0, 100), (3, 7)):  # the file's choice, and another seed and size
+        ours = build_analyzer(load_probe(one_plain, synth.sessions[0].probes[0].pid), ('random_spikes',),
+                              extension_params={
+                                  'random_spikes': {'method': 'uniform', 'max_spikes_per_unit': most, 'seed': seed}})
+        theirs = random_spikes_selection(ours.sorting, method='uniform', max_spikes_per_unit=most, seed=seed)
+        np.testing.assert_array_equal(ours.get_extension('random_spikes').get_data(), theirs)
+    np.testing.assert_array_equal(sa.get_extension('random_spikes').get_data(),
+                                  random_spikes_selection(sa.sorting, method='uniform', max_spikes_per_unit=100,
+                                                          seed=0))
+    counts, bins = sa.get_extension('isi_histograms').get_data()
+    expected, expected_bins = compute_isi_histograms_numpy(sa.sorting, 50.0, 1.0)
+    np.testing.assert_array_equal(counts, expected)
+    np.testing.assert_allclose(bins, expected_bins)
+    assert counts.sum() > 1000
+
+
 def test_regions_point_at_the_probe_rows(synth, session_export):
     """Each container's units/electrodes regions select its own probe's rows of the shared tables."""
     from pynwb import NWBHDF5IO

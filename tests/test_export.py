@@ -113,6 +113,26 @@ def test_session_metadata_and_provenance(nwb, synth):
     assert list(prov.pid) == [p.pid for p in s.probes]
 
 
+def test_validation_finds_what_pynwb_finds(session_export, tmp_path):
+    """alfnwb validates against the loaded namespaces (no re-parsing of the cached schema), with pynwb's result."""
+    import shutil
+
+    import h5py
+    from pynwb import validate as pynwb_validate
+
+    from alfnwb.nwb.io import validate
+
+    bad = tmp_path / 'bad.nwb'
+    shutil.copy(session_export.path, bad)
+    with h5py.File(bad, 'r+') as f:
+        del f['session_description']  # required by the NWBFile type (core)
+        del f['processing/ecephys/probe00/extensions/templates'].attrs['peak_sample_index']  # ndx-spikesorting
+    ours = validate(bad)
+    theirs = [str(e) for e in pynwb_validate(path=str(bad), use_cached_namespaces=True)]
+    assert sorted(ours) == sorted(theirs) and len(ours) >= 2
+    assert any('session_description' in e for e in ours) and any('peak_sample_index' in e for e in ours)
+
+
 def test_file_passes_nwbinspector_and_pynwb_validation(session_export):
     from nwbinspector import Importance, inspect_nwbfile
 

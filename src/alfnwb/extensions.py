@@ -24,7 +24,7 @@ import numpy as np
 
 from ._compat import inject_extension
 from .errors import AlfNwbError, InvalidDataError
-from .kernels import correlograms, cosine_similarity
+from .kernels import correlograms, cosine_similarity, isi_histograms, uniform_random_spikes
 from .model import ProbeData
 
 __all__ = ['Extension', 'REGISTRY', 'BUILD_ORDER', 'BuildContext', 'ms_window', 'template_channels',
@@ -138,14 +138,19 @@ class Extension:
 
 class RandomSpikes(Extension):
     name, kind, nwb_groups, stage = 'random_spikes', 'computed', ('random_spikes',), 0
-    source = 'computed (SpikeInterface, uniform, seeded)'
+    source = 'computed (SpikeInterface\'s uniform choice, seeded; alfnwb kernel, same spikes)'
     params = {'method': 'uniform', 'max_spikes_per_unit': 100, 'seed': 0}
 
     def build(self, ctx: BuildContext) -> None:
-        """SpikeInterface's uniform choice, or exactly the spikes IBL extracted waveforms of."""
-        if ctx.ibl is None:
-            return super().build(ctx)
+        """SpikeInterface's uniform choice (its numbers, alfnwb's kernel), or exactly the spikes IBL extracted."""
         p = ctx.params[self.name]
+        if ctx.ibl is None:
+            p = {'method': 'uniform', 'max_spikes_per_unit': 500, 'margin_size': None, 'seed': None} | p
+            if p['method'] != 'uniform' or p['margin_size'] is not None:
+                return super().build(ctx)
+            chosen = uniform_random_spikes(ctx.vector['unit_index'], ctx.probe.n_clusters,
+                                           int(p['max_spikes_per_unit']), p['seed'])
+            return inject_extension(ctx.analyzer, self.name, p, {'random_spikes_indices': chosen})
         inject_extension(ctx.analyzer, self.name, {'method': 'ibl_waveforms', 'max_spikes_per_unit':
                                                    p.get('max_spikes_per_unit'), 'margin_size': None,
                                                    'seed': p.get('seed')}, {'random_spikes_indices': ctx.ibl['spikes']})
@@ -314,8 +319,16 @@ class Correlograms(_Histogram):
 
 class ISIHistograms(_Histogram):
     name, nwb_groups, nwb_class, data_key = 'isi_histograms', ('isi_histograms',), 'ISIHistograms', 'isi_histograms'
-    source = 'computed (SpikeInterface)'
+    source = 'computed (alfnwb kernel equal to SpikeInterface\'s)'
     params = {'window_ms': 50.0, 'bin_ms': 1.0}
+
+    def build(self, ctx: BuildContext) -> None:
+        p = {'window_ms': 50.0, 'bin_ms': 1.0, 'method': 'auto'} | ctx.params[self.name]
+        if not 1e3 / ctx.fs <= p['bin_ms'] <= p['window_ms']:
+            raise AlfNwbError(f'insertion {ctx.probe.provenance.pid}: isi_histograms bin_ms {p["bin_ms"]} must be '
+                              f'between the sampling period ({1e3 / ctx.fs:.3g} ms) and window_ms {p["window_ms"]}')
+        counts, bins = isi_histograms(ctx.vector, ctx.probe.n_clusters, ctx.fs, p['window_ms'], p['bin_ms'])
+        inject_extension(ctx.analyzer, self.name, p, {'isi_histograms': counts, 'bins': bins})
 
 
 _SIMILARITY_PARAMS = {'method': 'cosine', 'max_lag_ms': 0.0, 'support': 'union'}

@@ -10,8 +10,8 @@ import numpy as np
 
 from .errors import AlfNwbError
 
-__all__ = ['group_spikes', 'stable_order', 'spike_vector', 'correlogram_bins', 'correlograms',
-           'cosine_similarity']
+__all__ = ['group_spikes', 'stable_order', 'spike_vector', 'uniform_random_spikes', 'isi_histograms',
+           'correlogram_bins', 'correlograms', 'cosine_similarity']
 
 
 def group_spikes(clusters: np.ndarray, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +60,72 @@ def spike_vector(samples: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np
     vector['sample_index'] = samples[order]
     vector['unit_index'] = units[order]
     return vector, order
+
+
+def uniform_random_spikes(units: np.ndarray, n_units: int, max_per_unit: int, seed: int | None) -> np.ndarray:
+    """SpikeInterface's ``random_spikes_selection(method='uniform')``, without its numba kernels.
+
+    The same draws in the same order (one ``Generator.choice`` per unit, on the unit's spike count:
+    ``choice(array)`` draws exactly as ``choice(len(array))``), so the same spikes; the spikes are
+    grouped by unit with a sort instead of SpikeInterface's kernel, which is compiled anew in every
+    process (seconds). The loop is over units and touches only their counts, never the spikes.
+
+    Parameters
+    ----------
+    units : numpy.ndarray
+        ``unit_index`` of the spike vector (one segment).
+    n_units : int
+    max_per_unit : int
+    seed : int or None
+
+    Returns
+    -------
+    numpy.ndarray
+        Ascending spike-vector indices (int64).
+
+    >>> uniform_random_spikes(np.array([0, 1, 0, 0, 1]), 2, 2, seed=0).tolist()
+    [1, 2, 3, 4]
+    """
+    order = stable_order(units, n_units)
+    counts = np.bincount(units, minlength=n_units)
+    starts = np.cumsum(counts) - counts
+    rng = np.random.default_rng(seed=seed)
+    picks = [start + rng.choice(count, size=min(max_per_unit, count), replace=False, shuffle=False)
+             for start, count in zip(starts.tolist(), counts.tolist())]
+    return np.sort(order[np.concatenate(picks)] if picks else np.zeros(0, np.int64)).astype(np.int64)
+
+
+def isi_histograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float = 50.0,
+                   bin_ms: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """SpikeInterface's ISI histograms (``compute_isi_histograms_numpy``), for all units at once.
+
+    Returns
+    -------
+    counts : numpy.ndarray
+        (units, bins) int64.
+    bins : numpy.ndarray
+        Bin edges in ms.
+
+    >>> v = spike_vector(np.array([0, 30, 90, 95]), np.array([0, 0, 0, 1]))[0]
+    >>> isi_histograms(v, 2, 30000.0, window_ms=3.0, bin_ms=1.0)[0].tolist()
+    [[0, 1, 1], [0, 0, 0]]
+    """
+    window = int(round(fs * window_ms * 1e-3))
+    size = int(round(fs * bin_ms * 1e-3))
+    window -= window % size
+    bins = np.arange(0, window + size, size)
+    n_bins = bins.size - 1
+    units = vector['unit_index']
+    order = stable_order(units, n_units)  # spikes of a unit keep their time order
+    samples, grouped = vector['sample_index'][order], units[order]
+    same = grouped[1:] == grouped[:-1]
+    isi = (samples[1:] - samples[:-1])[same]
+    unit = grouped[1:][same]
+    # np.histogram's bins: [b_i, b_i+1), the last one closed
+    keep = (isi >= 0) & (isi <= window)
+    idx = np.minimum(isi[keep] // size, n_bins - 1)
+    counts = np.bincount(unit[keep] * n_bins + idx, minlength=n_units * n_bins).reshape(n_units, n_bins)
+    return counts.astype(np.int64), bins * 1e3 / fs
 
 
 def correlogram_bins(fs: float, window_ms: float, bin_ms: float) -> tuple[np.ndarray, int, int]:

@@ -157,12 +157,33 @@ def check_output(path: str | Path, overwrite: bool = False) -> Path:
 
 
 def validate(path: str | Path) -> list[str]:
-    """pynwb schema validation; returns the messages (empty when valid)."""
-    from pynwb import validate as pynwb_validate
+    """pynwb schema validation against the namespaces already loaded; returns the messages (empty when valid).
 
-    result = pynwb_validate(path=str(path), use_cached_namespaces=True)
-    errors = result[0] if isinstance(result, tuple) else result
-    return [str(e) for e in errors]
+    ``pynwb.validate(use_cached_namespaces=True)`` parses the schema cached in the file again
+    (seconds, in every export). The file was just written with this process's namespaces, so it is
+    validated against those, as pynwb does (hdmf's ``ValidatorMap`` on the file's builder, one per
+    most specific namespace). A namespace cached in the file but not loaded here falls back to
+    pynwb's own validation from the cached schema.
+    """
+    import h5py
+    from hdmf.validate import ValidatorMap
+    from pynwb import NWBHDF5IO, get_manager
+
+    with h5py.File(path, 'r') as f:
+        cached = list(f['specifications'].keys()) if 'specifications' in f else []
+    manager = get_manager()
+    catalog = manager.namespace_catalog
+    if not cached or any(name not in catalog.namespaces for name in cached):
+        from pynwb import validate as pynwb_validate
+
+        result = pynwb_validate(path=str(path), use_cached_namespaces=True)
+        return [str(e) for e in (result[0] if isinstance(result, tuple) else result)]
+    included = {s['namespace'] for name in cached for s in catalog.get_namespace(name)['schema'] if s.get('namespace')}
+    included.add('hdmf-experimental')  # as pynwb does (pynwb issue 1357: it cannot be validated on its own)
+    with NWBHDF5IO(str(path), 'r', manager=manager, load_namespaces=False) as io:
+        builder = io.read_builder()
+        return [str(e) for name in cached if name not in included
+                for e in ValidatorMap(catalog.get_namespace(name)).validate(builder)]
 
 
 def lock_path(path: str | Path) -> Path:
