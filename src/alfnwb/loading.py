@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._compat import one_http_timeout, one_insertions_table, spike_sorting_loader_class, trials_collection
+from ._compat import (fast_md5_checks, one_http_timeout, one_insertions_table, spike_sorting_loader_class,
+                      trials_collection)
 from .errors import (AlfNwbError, AtlasRequiredError, DataWarning, HistologyError, InvalidDataError, NetworkError,
                      NotFoundError, SorterNotFoundError)
 from .waveforms import waveform_rows
@@ -537,6 +538,7 @@ def load_probe(one, pid: str | None = None, *, eid: str | None = None, probe: st
 def _load_insertion(one, pid: str, eid: str, probe: str, spike_sorter: str | None, revision: str | None, atlas,
                     min_histology: str, check_hash: bool) -> ProbeData:
     """:func:`load_probe` of a resolved insertion."""
+    fast_md5_checks()
     sorter, collection, one_revision = _choose_sorting(one, eid, probe, pid, spike_sorter, revision)
     _fetch_collection(one, eid, pid, collection, one_revision, check_hash)  # before the loader reads anything
     loader = spike_sorting_loader_class()(one=one, eid=eid, pname=probe,
@@ -1115,11 +1117,13 @@ def load_trials(one, session: SessionData) -> SessionData:
     from one.alf.path import ALFPath
 
     eid, wildcards = session.eid, one.wildcards
+    fast_md5_checks()
     try:
         loader = SessionLoader(one=one, eid=eid)
         collection = trials_collection(loader)
         loader.load_trials(collection=collection)
-        files = one.load_object(eid, 'trials', collection=collection, download_only=True)
+        files = one.load_object(eid, 'trials', collection=collection, download_only=True,
+                                check_hash=False)  # the loader just checked them
     except (ALFError, ValueError, OSError) as e:
         warnings.warn(DataWarning(f'session {eid}: no trials loaded (alf/_ibl_trials.*: {type(e).__name__}: '
                                   f'{str(e).splitlines()[0] if str(e) else "not found"}); exported without trials'),
