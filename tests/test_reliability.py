@@ -463,6 +463,7 @@ def test_a_slow_writer_that_progresses_is_not_killed(tmp_path, monkeypatch, chan
     import h5py
 
     import alfnwb.nwb.io as nio
+    from alfnwb.nwb.chunks import progress_tick
 
     real = nio._write_hdf5
 
@@ -474,7 +475,7 @@ def test_a_slow_writer_that_progresses_is_not_killed(tmp_path, monkeypatch, chan
                     f.write(b'x' * 1000)
                     f.flush()
                 else:
-                    nio._progress()  # what a chunked dataset's writer does for each chunk
+                    progress_tick()  # what a chunked dataset's writer does for each chunk
         real(nwbfile, tmp)
 
     monkeypatch.setattr(nio, '_write_hdf5', slow)
@@ -541,6 +542,7 @@ def test_a_file_that_fails_schema_validation_is_not_renamed(tmp_path, monkeypatc
     import h5py
 
     import alfnwb.nwb.io as nio
+    from alfnwb.nwb.chunks import progress_tick
 
     real = nio._write_hdf5
 

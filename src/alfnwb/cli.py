@@ -354,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--max-spikes-per-unit', type=int, help='random spikes per unit (default 100)')
     p.add_argument('--correlogram-window-ms', type=float, help='correlogram window, ms (default 50)')
     p.add_argument('--correlogram-bin-ms', type=float, help='correlogram bin, ms (default 1)')
-    p.add_argument('--jobs', type=int, default=1, help='processes for the raw-data extensions')
+    p.add_argument('--jobs', type=int, default=None,
+                   help='threads compressing the output (default: the cores available) and processes for the '
+                        'raw-data extensions (default: 1)')
     p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
     p.add_argument('--no-trials', action='store_true', help='leave the session\'s trials (NWB trials table) out')
     _add_run_options(p)

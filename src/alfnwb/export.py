@@ -122,7 +122,7 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
            spike_sorter: str | None = None, revision: str | None = None, min_histology: str = 'none',
            atlas=None, metadata: str | Path | dict | None = None, overwrite: bool = False,
            compression: str | None = 'gzip', extensions=None, raw: bool = False, extension_params: dict | None = None,
-           n_jobs: int = 1, tmp_dir: str | Path | None = None, strict: bool = False,
+           n_jobs: int | None = None, tmp_dir: str | Path | None = None, strict: bool = False,
            progress: Callable[[str], None] | None = None, trials: bool = True) -> ExportResult:
     """Export an insertion or a session to one NWB file.
 
@@ -152,8 +152,9 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         AP band.
     extension_params : dict, optional
         SpikeInterface parameters per extension, e.g. ``{'correlograms': {'window_ms': 100}}``.
-    n_jobs : int
-        Processes for the raw-data extensions.
+    n_jobs : int, optional
+        Threads compressing the large datasets (default: the cores available), and processes for
+        the raw-data extensions (default: 1).
     tmp_dir : str or pathlib.Path, optional
         Where the file is written before its rename (same file system as ``output``).
     strict : bool
@@ -174,8 +175,8 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         session = _load(one, trials, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter,
                         revision=revision, min_histology=min_histology, atlas=atlas)
         analyzers = build_analyzers(one, session, extensions, raw=raw, extension_params=extension_params,
-                                    n_jobs=n_jobs, progress=say)
-        path = _build_and_write(session, analyzers, meta, compression, log, output, overwrite, tmp_dir, say)
+                                    n_jobs=n_jobs or 1, progress=say)
+        path = _build_and_write(session, analyzers, meta, compression, log, output, overwrite, tmp_dir, say, n_jobs)
     return _result(path, session, tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ())
 
 
@@ -201,12 +202,12 @@ def _check_arguments(output, overwrite: bool, metadata, extensions, raw: bool) -
 
 
 def _build_and_write(session: SessionData, analyzers: list, meta: dict, compression: str | None, log: WarningLog,
-                     output: Path, overwrite: bool, tmp_dir, say: Callable[[str], None]) -> Path:
+                     output: Path, overwrite: bool, tmp_dir, say: Callable[[str], None], jobs: int | None) -> Path:
     """Build the NWBFile in memory, then write, validate and move it into place."""
     say(f'building the NWB file ({sum(p.n_clusters for p in session.probes)} units)')
     nwbfile = build_nwbfile(session, meta, compression=compression, analyzers=analyzers, warnings_log=log)
     say(f'writing {output}')
-    return write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir, progress=say)
+    return write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir, progress=say, jobs=jobs)
 
 
 def _result(path: Path, session: SessionData, extensions: tuple) -> ExportResult:

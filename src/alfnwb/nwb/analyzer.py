@@ -17,7 +17,7 @@ import numpy as np
 from .._compat import units_metrics_class
 from ..extensions import REGISTRY
 from ..kernels import group_spikes
-from .io import dataio
+from .chunks import dataio
 
 __all__ = ['add_spike_sorting', 'CORRELOGRAM_DTYPES', 'WriteContext']
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..errors import AlfNwbError, InternalError, OutputError
 from ..locks import exclusive_lock
+from .chunks import fill_parallel_gzip, set_progress_hook
 
 log = logging.getLogger(__name__)
 
@@ -38,107 +39,6 @@ PARTIAL_SUFFIX = '.partial.nwb'
 
 # the names tempfile.mkstemp gives: '.<stem>.' + 8 characters + '.partial.nwb'
 _PARTIAL_NAME = re.compile(r'^\.(?P<stem>.+)\.[A-Za-z0-9_]{8}\.partial\.nwb$')
-
-
-def dataio(data, compression: str | None, chunk: int | None = 1 << 18):
-    """Wrap an array for HDF5 with chunking and compression (shuffle on), or return it as is.
-
-    ``chunk`` is the number of rows per chunk (None: let h5py choose for n-d arrays).
-    """
-    import numpy as np
-    from hdmf.backends.hdf5.h5_utils import H5DataIO
-
-    data = np.asarray(data)
-    if compression is None or data.size == 0:
-        return data
-    if chunk is None:
-        chunks = True
-    else:
-        chunks = (min(chunk, data.shape[0]),) + data.shape[1:]
-    return H5DataIO(data, compression=compression, shuffle=True, chunks=chunks)
-
-
-class RowBlocks:
-    """A dataset of ``n`` rows produced block by block as HDF5 writes it (``read(start, stop)`` gives rows).
-
-    Writing spikes grouped by unit needs each array permuted, and IBL's waveform traces are
-    gigabytes on disk: materialising either costs as much memory as the data. HDF5 pulls one
-    block at a time from this iterator instead.
-    """
-
-    def __init__(self, n: int, tail: tuple, dtype, read: Callable, block: int = 1 << 20):
-        self.n, self.tail, self.dtype, self.read, self.block = int(n), tuple(tail), dtype, read, int(block)
-
-    def chunks(self):
-        from hdmf.data_utils import DataChunk
-
-        for start in range(0, self.n, self.block):
-            stop = min(start + self.block, self.n)
-            _progress()
-            # the full selection: hdmf sizes the dataset from the chunks' bounds on every axis
-            yield DataChunk(data=self.read(start, stop),
-                            selection=(slice(start, stop),) + tuple(slice(0, d) for d in self.tail))
-
-    def dataio(self, compression: str | None, chunk: int = 1 << 18):
-        """Wrapped for HDF5: chunked, compressed with shuffle unless ``compression`` is None."""
-        from hdmf.backends.hdf5.h5_utils import H5DataIO
-        from hdmf.data_utils import AbstractDataChunkIterator
-
-        if self.n == 0:
-            return self.read(0, 0)
-        rows, chunk_shape = self, (min(chunk, self.n),) + self.tail
-
-        class _Iter(AbstractDataChunkIterator):
-            def __init__(self):
-                self._gen = rows.chunks()
-
-            def __iter__(self):
-                return self
-
-            def __next__(self):
-                return next(self._gen)
-
-            def recommended_chunk_shape(self):
-                return chunk_shape
-
-            def recommended_data_shape(self):
-                return (rows.n,) + rows.tail
-
-            @property
-            def dtype(self):
-                return rows.dtype
-
-            @property
-            def maxshape(self):
-                return (rows.n,) + rows.tail
-
-        if compression is None:
-            return H5DataIO(_Iter(), chunks=chunk_shape)
-        return H5DataIO(_Iter(), compression=compression, shuffle=True, chunks=chunk_shape)
-
-
-def gather(pieces: list, compression: str | None, chunk: int = 1 << 18):
-    """Data for a dataset holding ``concatenate([a[order] for a, order in pieces])``, gathered block by
-    block as HDF5 writes it when compressed."""
-    import numpy as np
-
-    pieces = [(np.asarray(a), np.asarray(o)) for a, o in pieces]
-    if compression is None or not sum(o.size for _, o in pieces):
-        return np.concatenate([a[o] for a, o in pieces]) if len(pieces) > 1 else pieces[0][0][pieces[0][1]]
-    order = np.concatenate([o for _, o in pieces]) if len(pieces) > 1 else pieces[0][1]
-    offsets = np.cumsum([0] + [o.size for _, o in pieces])
-    sources = [a for a, _ in pieces]
-
-    def read(start: int, stop: int):
-        out = []
-        for i, a in enumerate(sources):  # the pieces this block overlaps
-            lo, hi = max(start, offsets[i]), min(stop, offsets[i + 1])
-            if lo < hi:
-                out.append(a[order[lo:hi]])
-        return np.concatenate(out) if len(out) > 1 else out[0]
-
-    first = sources[0]
-    return RowBlocks(order.size, first.shape[1:], first.dtype, read).dataio(compression, chunk)
 
 
 def check_output(path: str | Path, overwrite: bool = False) -> Path:
@@ -315,13 +215,8 @@ class _ChildFailed(Exception):
         self.report = report
 
 
-_progress_hook: Callable[[], None] | None = None
-
-
-def _progress() -> None:
-    """Tell the parent the write goes on (only in the writer child; a no-op anywhere else)."""
-    if _progress_hook is not None:
-        _progress_hook()
+#: Compression threads of the writer (``write_nwbfile(jobs=...)``; None: the cores available).
+_JOBS: contextvars.ContextVar[int | None] = contextvars.ContextVar('alfnwb_write_jobs', default=None)
 
 
 def _write_hdf5(nwbfile, tmp: Path) -> None:
@@ -329,16 +224,16 @@ def _write_hdf5(nwbfile, tmp: Path) -> None:
 
     with NWBHDF5IO(str(tmp), mode='w') as io:
         io.write(nwbfile)
+        fill_parallel_gzip(nwbfile, _JOBS.get())  # the large gzip datasets hdmf created empty
 
 
 def _write_in_process(nwbfile, tmp: Path, progress: Callable[[str], None] | None) -> None:
     """Write here, telling ``progress`` the size written as chunks go out."""
-    global _progress_hook
-    _progress_hook = _SizeReporter(tmp, progress) if progress is not None else None
+    set_progress_hook(_SizeReporter(tmp, progress) if progress is not None else None)
     try:
         _write_hdf5(nwbfile, tmp)
     finally:
-        _progress_hook = None
+        set_progress_hook(None)
 
 
 def _send(fd: int, message: dict) -> None:
@@ -358,7 +253,6 @@ def _describe(exc: BaseException) -> dict:
 def _child_main(nwbfile, tmp: Path, write_end: int) -> None:
     """The forked writer: write, report each step over the pipe, and leave without running any exit
     handler (the parent's, inherited by the fork, are not ours to run)."""
-    global _progress_hook
     code = 0
     try:
         # Ctrl-C reaches the whole process group: the parent decides, and kills this child
@@ -373,7 +267,7 @@ def _child_main(nwbfile, tmp: Path, write_end: int) -> None:
                 last[0] = time.monotonic()
                 _send(write_end, {'kind': 'progress'})
 
-        _progress_hook = hook
+        set_progress_hook(hook)
         _send(write_end, {'kind': 'started', 'pid': os.getpid()})
         _write_hdf5(nwbfile, tmp)
         _send(write_end, {'kind': 'done'})
@@ -597,7 +491,8 @@ def _partial_path(path: Path, tmp_dir: str | Path | None) -> Path:
 
 def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_file: bool = True,
                   tmp_dir: str | Path | None = None, *, isolate: bool | None = None,
-                  stall_timeout: float | None = None, progress: Callable[[str], None] | None = None) -> Path:
+                  stall_timeout: float | None = None, progress: Callable[[str], None] | None = None,
+                  jobs: int | None = None) -> Path:
     """Write atomically: temporary file, schema validation, rename.
 
     Parameters
@@ -621,6 +516,8 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
         Seconds without progress before the child writer is killed (default :data:`STALL_TIMEOUT`).
     progress : callable, optional
         Told the megabytes written so far (every few seconds), then that validation starts.
+    jobs : int, optional
+        Threads compressing the large gzip datasets (:mod:`alfnwb.nwb.chunks`; default: the cores).
 
     Returns
     -------
@@ -635,9 +532,20 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
         Any other failure (a bug), with its traceback chained (the child's, when it ran in one).
     """
     path = check_output(path, overwrite)
+    token = _JOBS.set(jobs)
+    try:
+        _write_validated(nwbfile, path, overwrite, validate_file, _partial_path(path, tmp_dir), isolate,
+                         stall_timeout, progress)
+    finally:
+        _JOBS.reset(token)
+    return path
+
+
+def _write_validated(nwbfile, path: Path, overwrite: bool, validate_file: bool, tmp: Path, isolate: bool | None,
+                     stall_timeout: float | None, progress: Callable[[str], None] | None) -> None:
+    """:func:`write_nwbfile`'s write (in a child or here), validation and rename; nothing left on failure."""
     blocker = fork_blocker()
     fork, why = _isolation_choice(isolate, blocker)
-    tmp = _partial_path(path, tmp_dir)
     try:
         if fork:
             _write_isolated(nwbfile, tmp, STALL_TIMEOUT if stall_timeout is None else stall_timeout,
@@ -654,4 +562,3 @@ def write_nwbfile(nwbfile, path: str | Path, overwrite: bool = False, validate_f
         if error is e:
             raise
         raise error from cause
-    return path

@@ -15,7 +15,7 @@ from ..errors import DataWarning
 from ..kernels import group_spikes
 from ..model import ProbeData
 from . import layout
-from .io import dataio, gather
+from .chunks import dataio, gather
 
 #: IBL cluster metric -> description (with its unit), from the layout.
 METRIC_DESCRIPTIONS = {c.name: c.description for c in layout.METRICS}

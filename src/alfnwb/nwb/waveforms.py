@@ -14,7 +14,7 @@ import numpy as np
 from ..model import ProbeData
 from ..waveforms import blocks, flat_waveforms, on_channels, read_traces
 from . import layout
-from .io import RowBlocks, dataio
+from .chunks import RowBlocks, dataio
 
 __all__ = ['add_ibl_waveforms', 'unit_waveform_columns', 'BLOCK_ROWS']
 

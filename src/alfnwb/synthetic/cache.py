@@ -131,8 +131,7 @@ def write_cache(cache_dir: str | Path, seed: int = 0, sessions: int = 1, n_units
         Also write each probe's raw AP band, consistent with its default sorting, at
         ``raw_ephys_data/probeXX/*.ap.{cbin,ch,meta}`` (int16, 385 channels at 30 kHz, ~770 bytes
         per sample before compression: keep ``duration`` short), and the default sorting's extracted
-        waveforms (``waveforms.*``, by IBL's ``extract_wfs_cbin``). Other ALF data do not depend on it.
-        A tuple of probe names (e.g. ``('probe00',)``): only those probes.
+        waveforms (``waveforms.*``, by IBL's ``extract_wfs_cbin``); a tuple of probe names: only those.
     trials : bool
         Give every session an IBL-like task (:mod:`alfnwb.synthetic.task`): ``alf/_ibl_trials.*`` and
         units of responsive regions that respond to the stimulus. False: neither.
