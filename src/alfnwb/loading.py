@@ -1091,6 +1091,16 @@ def load_session(one, eid: str | None = None, *, pid: str | None = None, probe: 
     return session
 
 
+def _session_lock(one, eid: str, what: str):
+    """A lock, waited for, on a session's files of one ONE cache (in the temporary folder: always writable)."""
+    import tempfile
+
+    from .locks import waiting_lock
+
+    cache = hashlib.sha1(str(Path(one.cache_dir).resolve()).encode()).hexdigest()[:12]
+    return waiting_lock(Path(tempfile.gettempdir()) / f'.alfnwb-{cache}-{eid}.{what}.lock', f'session {eid}')
+
+
 def load_trials(one, session: SessionData) -> SessionData:
     """Add a session's trials, as brainbox's ``SessionLoader.load_trials()`` loads them, to ``session``.
 
@@ -1121,7 +1131,8 @@ def load_trials(one, session: SessionData) -> SessionData:
     try:
         loader = SessionLoader(one=one, eid=eid)
         collection = trials_collection(loader)
-        loader.load_trials(collection=collection)
+        with _session_lock(one, eid, 'trials'):  # another worker may be downloading them for another probe
+            loader.load_trials(collection=collection)
         files = one.load_object(eid, 'trials', collection=collection, download_only=True,
                                 check_hash=False)  # the loader just checked them
     except (ALFError, ValueError, OSError) as e:

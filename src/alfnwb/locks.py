@@ -9,7 +9,9 @@ Who uses which lock (see ``docs/reliability.md``):
 
 - :func:`alfnwb.nwb.io.output_lock`: one per output file, ``.<name>.nwb.lock`` beside it, whatever
   folder the temporary file is written to, so that every writer of one path excludes the others;
-- :func:`alfnwb.batch.run_batch`: one per dandiset, ``<dandiset>/.alfnwb/batch.lock``.
+- :func:`alfnwb.batch.run_batch`: one per dandiset, ``<dandiset>/.alfnwb/batch.lock``;
+- :func:`alfnwb.loading.load_trials`: one per ONE cache and session, waited for, in the temporary
+  folder, so that two workers exporting probes of one session do not download its trials at once.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ['exclusive_lock', 'NO_LOCKS_ERRNOS']
+__all__ = ['exclusive_lock', 'waiting_lock', 'NO_LOCKS_ERRNOS']
 
 #: errno values of a file system without locks (some network or FUSE file systems).
 NO_LOCKS_ERRNOS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, getattr(errno, 'ENOTSUP', errno.EOPNOTSUPP)})
@@ -88,10 +91,11 @@ def _open(lock_path: Path, subject: str) -> int:
         raise OutputError(f'{subject}: cannot create the lock file {lock_path} ({e.strerror or e})') from None
 
 
-def _acquire(lock_path: Path, subject: str, busy: str) -> int:
+def _acquire(lock_path: Path, subject: str, busy: str | None) -> int:
     """Open and lock ``lock_path``; the file descriptor that holds the lock.
 
-    ``busy`` is the message when another process holds it, with ``{pid}`` for the holder's pid.
+    ``busy`` is the message when another process holds it, with ``{pid}`` for the holder's pid
+    (None: return -1 instead of raising).
     """
     while True:
         fd = _open(lock_path, subject)
@@ -108,6 +112,8 @@ def _acquire(lock_path: Path, subject: str, busy: str) -> int:
         if not locked:
             holder = _holder(fd)
             os.close(fd)
+            if busy is None:
+                return -1
             raise OutputError(f'{subject}: {busy.format(pid=holder)}')
         # the previous holder unlinks the file when it releases it: if that happened between our open
         # and our lock, we hold a lock on a file nobody else will ever open; start again
@@ -149,6 +155,27 @@ def exclusive_lock(lock_path: str | Path, subject: str, busy: str) -> Iterator[P
     try:
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, str(os.getpid()).encode())
+        yield lock_path
+    finally:
+        _release(fd, lock_path)
+
+
+@contextlib.contextmanager
+def waiting_lock(lock_path: str | Path, subject: str, timeout: float = 900.0) -> Iterator[Path]:
+    """Like :func:`exclusive_lock`, but wait while another process holds the lock (up to ``timeout`` s).
+
+    For work that must not run twice at once but may run one after the other: downloading files
+    that two workers both need (a session's trials, for each of its probes).
+    """
+    lock_path = Path(lock_path)
+    deadline = time.monotonic() + timeout
+    while (fd := _acquire(lock_path, subject, None)) < 0:
+        if time.monotonic() > deadline:
+            raise OutputError(f'{subject}: still locked by another process after {timeout:.0f} s ({lock_path})')
+        time.sleep(0.05)
+    try:
+        os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         yield lock_path
     finally:
