@@ -290,6 +290,10 @@ def cmd_info(args, progress):
     return 0
 
 
+#: Length of ``alfnwb demo --raw``'s session (its raw band is ~770 bytes per sample, written and filtered).
+DEMO_RAW_SECONDS = 20.0
+
+
 def cmd_demo(args, progress):
     from one.api import One
 
@@ -300,7 +304,9 @@ def cmd_demo(args, progress):
     out = Path(args.output)
     cache_dir = out / 'one_cache'
     progress(f'synthesizing an IBL session into {cache_dir}')
-    cache = write_cache(cache_dir, seed=args.seed, sessions=1)
+    raw = getattr(args, 'raw', False)
+    cache = write_cache(cache_dir, seed=args.seed, sessions=1, **(
+        {'raw': ('probe00',), 'duration': DEMO_RAW_SECONDS} if raw else {}))
     session = cache.sessions[0]
     one = One(cache_dir=cache_dir, mode='local')
     path = out / f'sub-{session.subject}_ses-{session.eid}_ecephys.nwb'
@@ -447,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('demo', help='synthesize a session, export it, and show the result')
     p.add_argument('--output', default='alfnwb-demo', help='folder for the cache and the NWB file')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--raw', action='store_true',
+                   help=f'a {DEMO_RAW_SECONDS:g} s session whose probe00 has a raw AP band and IBL\'s extracted '
+                        'waveforms (waveforms.*, by IBL\'s extract_wfs_cbin: a few minutes)')
     _add_run_options(p)
     p.set_defaults(func=cmd_demo)
     return parser
