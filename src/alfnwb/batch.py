@@ -32,6 +32,7 @@ from .dandi import ensure_dandiset_yaml, inside, nwb_relpath
 from .errors import AlfNwbError, AlfNwbWarning, NotFoundError
 from .fileio import write_parquet_atomic
 from .locks import exclusive_lock
+from .nwb.chunks import default_jobs
 from .nwb.io import clean_leftovers, write_isolation
 
 __all__ = ['Job', 'BatchReport', 'read_id_list', 'plan_jobs', 'run_job', 'run_batch', 'MANIFEST_COLUMNS']
@@ -417,6 +418,8 @@ def run_batch(jobs: list[Job], dandiset_dir: str | Path, one_args: dict, *, work
         _save_manifest(pd.DataFrame(list(rows.values())), manifest_path)
 
         export_kwargs = dict(export_kwargs or {})
+        if client is None and not scheduler:  # local workers share the cores: compression threads split them
+            export_kwargs.setdefault('n_jobs', max(1, default_jobs() // max(workers, 1)))
         executor, own_executor = _open_executor(client, scheduler, workers)
         attempts = {j.key: int(rows[j.key]['attempts']) if j.key in rows else 0 for j in todo}
         bar = _progress_bar(len(todo), progress)
@@ -484,11 +487,21 @@ def _open_executor(client, scheduler: str | None, workers: int) -> tuple[Executo
     elif workers > 1:
         import multiprocessing
 
-        executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context('spawn'))
+        executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context('spawn'),
+                                       initializer=_warm_worker)
         own_executor = executor
     else:
         executor = None
     return executor, own_executor
+
+
+def _warm_worker() -> None:
+    """A local worker imports what every job needs once, as it starts, while the others start too."""
+    import brainbox.io.one  # noqa: F401
+    import ndx_spikesorting  # noqa: F401
+    import pynwb  # noqa: F401
+
+    from . import export  # noqa: F401
 
 
 def _close_executor(own_executor) -> None:
