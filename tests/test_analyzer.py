@@ -29,6 +29,11 @@ def test_resolve_extensions():
     assert resolve_extensions(None) == resolve_extensions('default')
     assert set(resolve_extensions('default')) == set(ALF_EXTENSIONS)
     assert set(resolve_extensions('default', raw=True)) == set(ALF_EXTENSIONS + RAW_EXTENSIONS)
+    # IBL's waveforms.* give the waveform extensions on request only; 'default' and 'all' combine with names
+    assert set(resolve_extensions('default', waveforms=True)) == set(ALF_EXTENSIONS)
+    assert set(resolve_extensions('all', waveforms=True)) == set(ALF_EXTENSIONS) | {'waveforms', 'principal_components'}
+    assert set(resolve_extensions('default,principal_components', waveforms=True)) == set(ALF_EXTENSIONS) | {
+        'waveforms', 'principal_components'}
     assert resolve_extensions('none') == ()
     # dependencies are added, build order puts parents first
     assert resolve_extensions('template_similarity') == ('templates', 'template_similarity')

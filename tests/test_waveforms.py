@@ -31,6 +31,7 @@ def wf_export(raw_synth, tmp_path_factory):
 
     one = One(cache_dir=raw_synth.cache_dir, mode='local')
     return export(one, tmp_path_factory.mktemp('wfexport') / 'wf.nwb', eid=raw_synth.sessions[0].eid,
+                  extensions='default,waveforms,principal_components',
                   extension_params={'random_spikes': {'max_spikes_per_unit': 1000}})
 
 
@@ -53,7 +54,8 @@ def test_extensions_from_ibl_waveforms(raw_synth, index):
     one = One(cache_dir=raw_synth.cache_dir, mode='local')
     probe = load_probe(one, truth.pid)
     assert probe.provenance.waveforms == 'waveforms.* v2 (flat)'
-    an = build_analyzer(probe, extension_params={'random_spikes': {'max_spikes_per_unit': 1000}})
+    assert not set(WAVEFORM_EXTENSIONS) & set(build_analyzer(probe).extensions)  # not in the default: GB per probe
+    an = build_analyzer(probe, 'all', extension_params={'random_spikes': {'max_spikes_per_unit': 1000}})
     assert set(WAVEFORM_EXTENSIONS) <= set(an.extensions)
     wl = _loader(truth)
     table, traces, channels = wl.df_wav, np.asarray(wl.traces), wl.channels
@@ -185,7 +187,7 @@ def test_per_cluster_layout(v1_cache, tmp_path):
     assert probe.provenance.waveforms == 'waveforms.* v1 (per cluster)'
     wl = WaveformsLoader(V1)
     assert wl.data_version == 1 and wl.df_wav['sample'].isna().sum() == 15  # clusters with fewer than 8
-    an = build_analyzer(probe)
+    an = build_analyzer(probe, 'all')
     vec = an.sorting.to_spike_vector()
     pos = {(int(u), int(s)): i for i, (s, u) in enumerate(zip(vec['sample_index'], vec['unit_index']))}
     valid = wl.df_wav['sample'].notna().to_numpy()
@@ -202,7 +204,7 @@ def test_per_cluster_layout(v1_cache, tmp_path):
     np.testing.assert_allclose(an.get_extension('waveforms').get_data()[0][:, :sparse.size],
                                traces[row][[ch.index(c) for c in sparse]].T * 1e6, rtol=1e-6)
 
-    out = export(one, tmp_path / 'v1.nwb', pid=truth.pid)
+    out = export(one, tmp_path / 'v1.nwb', pid=truth.pid, extensions='all')
     back = alfnwb.read_alf_object(out.path, truth.name, 'waveforms')
     np.testing.assert_array_equal(back['traces'], np.asarray(wl.traces))
     np.testing.assert_array_equal(back['templates'], wl.templates)

@@ -55,26 +55,29 @@ def resolve_extensions(spec: str | Iterable[str] | None, raw: bool = False,
     spec : str or iterable of str or None
         ``None`` or ``'default'``: :data:`DEFAULT_EXTENSIONS` (and the raw ones if ``raw``);
         ``'all'``: every extension the data allows; ``'none'``: nothing; otherwise names,
-        as a list or comma-separated.
+        as a list or comma-separated, where ``default`` and ``all`` stand for their sets
+        (``'default,waveforms'``).
     raw : bool
         Whether the raw AP band is used. Raw-only extensions without it are an error.
     waveforms : bool
         Whether IBL's extracted waveforms are at hand: they give :data:`WAVEFORM_EXTENSIONS`
-        without the raw band (and are in the default then).
+        without the raw band when asked for (not in the default: gigabytes per probe, see
+        ``docs/analyzer.md``).
 
     Returns
     -------
     tuple of str
     """
     extra = (set(RAW_EXTENSIONS) if raw else set()) | (set(WAVEFORM_EXTENSIONS) if waveforms else set())
-    if spec is None or spec == 'default':
-        wanted = set(DEFAULT_EXTENSIONS) | extra
-    elif spec == 'all':
-        wanted = set(ALF_EXTENSIONS) | extra
+    sets = {'default': set(DEFAULT_EXTENSIONS) | (set(RAW_EXTENSIONS) if raw else set()),
+            'all': set(ALF_EXTENSIONS) | extra}
+    if spec is None or spec in sets:
+        wanted = sets[spec or 'default']
     elif spec == 'none':
         return ()
     else:
         names = [s.strip() for s in (spec.split(',') if isinstance(spec, str) else spec) if s.strip()]
+        names = [n for name in names for n in (sorted(sets[name]) if name in sets else [name])]
         unknown = [n for n in names if n not in REGISTRY]
         if unknown:
             raise AlfNwbError(f'unknown extension(s) {", ".join(unknown)}; choose from all, none, default or '

@@ -311,7 +311,9 @@ def cmd_demo(args, progress):
     one = One(cache_dir=cache_dir, mode='local')
     path = out / f'sub-{session.subject}_ses-{session.eid}_ecephys.nwb'
     progress(f'exporting session {session.eid} ({len(session.probes)} probes)')
-    export(one, path, eid=session.eid, overwrite=True, strict=args.strict, progress=progress)
+    # with --raw, everything the waveforms give (waveforms, PCA: the point of that demo)
+    export(one, path, eid=session.eid, overwrite=True, strict=args.strict, progress=progress,
+           extensions='all' if raw else None)
     progress('done')
     print(f'wrote {path.resolve()}')
     _print_info(info(path))
@@ -353,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='SortingAnalyzer extensions written per probe (ndx-spikesorting). default: random_spikes, '
                         'templates, spike_amplitudes, spike_locations, unit_locations, correlograms, '
                         'isi_histograms, template_similarity, quality_metrics (+ waveforms, noise_levels, '
-                        'principal_components with --raw)')
+                        'principal_components with --raw). all: also waveforms and principal_components from '
+                        'IBL\'s waveforms.* when the sorting has them (GBs per probe). Combine: default,waveforms')
     p.add_argument('--raw', action='store_true',
                    help='compute waveforms, noise_levels and principal_components from the local raw AP band '
                         '(raw_ephys_data/<probe>/*.ap.cbin)')
