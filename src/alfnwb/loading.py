@@ -462,12 +462,12 @@ def _check(pid: str, spikes: dict, clusters: dict, channels: dict, collection: s
                                    f'rows, spikes.times has {n}')
     if n and not np.all(np.isfinite(spikes['times'])):
         raise InvalidDataError(f'insertion {pid}: {collection}/spikes.times holds NaN or infinite values')
-    if n > 1 and np.any(np.diff(spikes['times']) < 0):
+    if n > 1 and np.any(spikes['times'][1:] < spikes['times'][:-1]):  # no float copy of the times
         raise InvalidDataError(f'insertion {pid}: {collection}/spikes.times is not sorted in time')
     nc = clusters['channels'].size
     if n:
-        c = spikes['clusters'].astype(np.int64)
-        worst = int(c.min()) if c.min() < 0 else int(c.max())
+        c = spikes['clusters']  # min and max in its own dtype: no int64 copy of every spike
+        worst = int(c.min()) if int(c.min()) < 0 else int(c.max())
         if worst < 0 or worst >= nc:
             raise InvalidDataError(f'insertion {pid}: {collection}/spikes.clusters refers to cluster {worst} but '
                                    f'clusters.channels has {nc} rows')
