@@ -32,6 +32,7 @@ def run(cache_dir: str, pids_file: str, dandiset_dir: str, workers: int = 2) -> 
     from one.api import One
 
     from alfnwb.batch import plan_jobs, read_id_list, run_batch
+    from alfnwb.nwb.chunks import default_jobs
 
     out = {'import_s': time.perf_counter() - T0, 'workers': workers}
     t = time.perf_counter()
@@ -44,10 +45,12 @@ def run(cache_dir: str, pids_file: str, dandiset_dir: str, workers: int = 2) -> 
         jobs = plan_jobs(One(cache_dir=cache_dir, mode='local'), pids=read_id_list(pids_file, 'pid'))
         out['plan_s'] = time.perf_counter() - t
         t = time.perf_counter()
+        # compression threads split the cores between the workers, as alfnwb batch --workers N does
+        n_jobs = max(1, default_jobs() // workers)
         report = run_batch(jobs, dandiset_dir, {'cache_dir': cache_dir}, client=client, validate=False,
-                           progress=False, export_kwargs={'extensions': 'none'})
+                           progress=False, export_kwargs={'extensions': 'none', 'n_jobs': n_jobs})
         out['batch_s'] = time.perf_counter() - t
-    out.update(done=report.done, failed=report.failed, ok=report.ok, failures=report.failures)
+    out.update(n_jobs=n_jobs, done=report.done, failed=report.failed, ok=report.ok, failures=report.failures)
     return out
 
 
