@@ -1,6 +1,8 @@
-"""benchmarks/export_full_probe.py end to end on a tiny probe: every variant runs and is measured.
+"""benchmarks/export_full_probe.py end to end on tiny probes: every measurement runs and is measured.
 
-No timing is asserted (docs/performance.md holds the full-size numbers).
+Two sizes, the import floor, the small export and ``alfnwb demo``, and a 2-insertion batch with
+1 and 2 local workers and 2 Dask workers. No timing is asserted (docs/performance.md holds the
+full-size numbers).
 """
 
 import json
@@ -15,20 +17,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'benchmarks' / 'export_full_probe.py'
 SPIKES, UNITS = 200_000, 30
+SPIKES2, UNITS2 = 100_000, 20  # the second size
+BATCH_INSERTIONS = 2
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope='module')
 def bench(tmp_path_factory):
-    """One tiny run of every variant (the peer only if neuroconv is installed), outputs kept."""
+    """One tiny run of every measurement (the peer only if neuroconv is installed), outputs kept."""
     tmp = tmp_path_factory.mktemp('bench')
     doc = tmp / 'performance.md'
-    cmd = [sys.executable, str(SCRIPT), '--spikes', str(SPIKES), '--units', str(UNITS), '--channels', '384',
-           '--repeat', '1', '--cli-repeat', '1', '--variants', 'floor,core,default,peer',
-           '--workdir', str(tmp / 'work'),
-           '--output', str(doc), '--keep-outputs', '--no-phases']
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, str(SCRIPT), '--sizes', f'{SPIKES}x{UNITS},{SPIKES2}x{UNITS2}', '--channels', '384',
+           '--repeat', '1', '--extra-size-repeat', '1', '--cli-repeat', '1',
+           '--variants', 'floor,floor_imports,core,default,peer', '--workdir', str(tmp / 'work'),
+           '--batch', '--batch-insertions', str(BATCH_INSERTIONS), '--batch-spikes', '1e5', '--batch-units', '20',
+           '--batch-repeat', '1', '--output', str(doc), '--keep-outputs', '--no-phases']
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(doc.with_suffix('.json').read_text()), doc
 
@@ -49,8 +54,9 @@ def test_alfnwb_variants(bench):
     res, doc = bench
     assert res['sizes']['spikes'] == SPIKES and res['sizes']['units'] == UNITS and res['sizes']['channels'] == 384
     assert res['sizes']['alf_bytes'] == SPIKES * (8 + 4 + 8 + 4)  # times f8, clusters u4, amps f8, depths f4
-    for name in ('floor', 'core', 'default'):
+    for name in ('floor', 'floor_imports', 'core', 'default'):
         _check_variant(res, name)
+    assert res['variants']['floor_imports']['phases_median_s']['imports_s'] > 0
     outputs = Path(res['outputs_dir'])
     for name in ('core', 'default'):
         assert validate(path=str(outputs / f'{name}.nwb')) == []
@@ -60,10 +66,56 @@ def test_alfnwb_variants(bench):
     for name in ('help', 'info'):
         assert res['cli'][name]['ok'] and res['cli'][name]['wall_s_median'] > 0
     assert res['machine']['cores'] >= 1 and res['machine']['packages']['pynwb']
-    keys = {t['key'] for t in res['targets']}
-    assert {'core_wall_vs_floor', 'core_rss_vs_alf_bytes', 'help_s', 'info_s'} <= keys
+    size = f'{SPIKES}x{UNITS}'
+    measured = {t['key'] for t in res['targets'] if t['measured']}
+    assert {f'core_wall_vs_floor_imports@{size}', f'core_rss_vs_alf_bytes@{size}', f'default_rss_vs_alf_bytes@{size}',
+            'small_export_vs_import_floor', 'demo_s', 'batch_speedup_2_workers', 'dask_speedup_2_workers', 'help_s',
+            'info_s'} <= measured
     text = doc.read_text()
     assert '| core |' in text and '| default |' in text and '## Optimisations' in text
+    assert '### Sizes' in text and '### Fixed cost' in text and 'LocalCluster' in text
+
+
+def test_second_size(bench):
+    """The second size: synthesized, the floors, core and default measured, with their own targets."""
+    res, _ = bench
+    (extra,) = res['extra_sizes']
+    s = extra['sizes']
+    assert (s['spikes'], s['units'], s['channels']) == (SPIKES2, UNITS2, 384) and s['alf_bytes'] == SPIKES2 * 24
+    assert set(extra['variants']) == {'floor', 'floor_imports', 'core', 'default'}
+    for name, d in extra['variants'].items():
+        assert d['ok'] and d['wall_s_median'] > 0 and d['peak_rss_bytes_max'] > 0 and d['output_bytes'] > 0
+        suffix = 'h5' if name.startswith('floor') else 'nwb'
+        assert (Path(res['outputs_dir']) / f'{SPIKES2}x{UNITS2}' / f'{name}.{suffix}').exists()
+    keys = {t['key'] for t in res['targets'] if t['measured']}
+    targets = ('core_wall_vs_floor_imports', 'core_rss_vs_alf_bytes', 'default_rss_vs_alf_bytes')
+    assert {f'{v}@{SPIKES2}x{UNITS2}' for v in targets} <= keys
+
+
+def test_fixed_cost(bench):
+    """The import floor, the small export of the demo's probe00 and alfnwb demo: run and measured."""
+    res, _ = bench
+    assert res['imports']['ok'] and res['imports']['wall_s_median'] > 0
+    small = res['small']
+    assert small['pid'] and small['probe'] == 'probe00'
+    assert small['export']['ok'] and small['export']['wall_s_median'] > 0 and small['export']['output_bytes'] > 0
+    assert small['demo']['ok'] and small['demo']['wall_s_median'] > 0 and small['demo']['files'] == 1
+    assert (Path(res['outputs_dir']) / 'small.nwb').stat().st_size > 0
+
+
+def test_batch(bench):
+    """alfnwb batch with 1 and 2 local workers and run_batch on 2 Dask workers: every insertion written."""
+    import distributed  # noqa: F401 - a dependency: the Dask batch needs it
+
+    res, _ = bench
+    b = res['batch']
+    assert b['insertions'] == BATCH_INSERTIONS and set(b['workers']) == {'1', '2', 'dask2'}
+    for mode, d in b['workers'].items():
+        (run,) = d['runs']
+        assert d['ok'] and run['returncode'] == 0 and run['files'] == BATCH_INSERTIONS, (mode, run)
+        assert d['wall_s_median'] > 0 and d['batch_s_median'] > 0 and len(run['job_s']) == BATCH_INSERTIONS
+    assert b['workers']['dask2']['cluster_start_s_median'] > 0
+    assert b['speedup_2_workers'] > 0 and b['speedup_dask_2_workers'] > 0
 
 
 def test_peer_variant(bench):
