@@ -122,6 +122,31 @@ def test_template_similarity_equals_spikeinterface(synth, session_export):
     assert stored.shape == (len(sa.unit_ids),) * 2 and np.any((stored > 0.2) & (stored < 0.99))
 
 
+def test_correlograms_numpy_and_numba_paths_equal_spikeinterface():
+    """Small probes take the numpy path (no numba import), large ones the numba kernel: the same counts."""
+    import spikeinterface.core as si
+    from spikeinterface.postprocessing import compute_correlograms
+
+    from alfnwb.kernels import correlograms, spike_vector
+
+    rng = np.random.default_rng(2)
+    samples = np.sort(rng.integers(0, 30000 * 60, 20000))
+    samples[5:9] = samples[5]  # simultaneous spikes
+    samples[100] = samples[99] + 1500  # a pair exactly one window apart (50 ms)
+    samples = np.sort(samples)
+    units = rng.integers(0, 25, samples.size)
+    vector = spike_vector(samples, units)[0]
+    sorting = si.NumpySorting(vector, 30000.0, unit_ids=np.arange(25))
+    for window_ms, bin_ms in ((50.0, 1.0), (20.0, 0.7)):
+        small, bins = correlograms(vector, 25, 30000.0, window_ms, bin_ms)
+        large, _ = correlograms(vector, 25, 30000.0, window_ms, bin_ms, max_numpy_pairs=-1)
+        theirs, their_bins = compute_correlograms(sorting, window_ms=window_ms, bin_ms=bin_ms)
+        np.testing.assert_array_equal(small, large)
+        np.testing.assert_array_equal(small, theirs)
+        np.testing.assert_array_equal(bins, their_bins)
+        assert small.sum() > 10000
+
+
 def test_random_spikes_and_isi_equal_spikeinterface(synth, session_export, one_plain):
     """alfnwb's kernels (no per-process numba compile) give SpikeInterface's exact numbers."""
     from spikeinterface.core.sorting_tools import random_spikes_selection

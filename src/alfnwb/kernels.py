@@ -174,7 +174,7 @@ def _ccg_kernel():
 
 
 def correlograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float = 50.0,
-                 bin_ms: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                 bin_ms: float = 1.0, max_numpy_pairs: int = 2_000_000) -> tuple[np.ndarray, np.ndarray]:
     """All auto- and cross-correlograms, equal to SpikeInterface's ``compute_correlograms``.
 
     SpikeInterface's kernel visits every ordered pair of spikes in time order, each count a
@@ -192,6 +192,9 @@ def correlograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float =
         Sampling frequency, Hz.
     window_ms, bin_ms : float
         Full window and bin width, as SpikeInterface's parameters.
+    max_numpy_pairs : int
+        Up to this many spike pairs within the window, vectorised numpy (no numba to import);
+        beyond, the numba kernel. Both give the same counts.
 
     Returns
     -------
@@ -203,6 +206,13 @@ def correlograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float =
     """
     bins, window, size = correlogram_bins(fs, window_ms, bin_ms)
     half = (bins.size - 1) // 2
+    samples = np.asarray(vector['sample_index'])
+    # pairs within the window: a small probe's fit in memory, and numpy needs no numba (import + cache ~1 s)
+    ends = np.searchsorted(samples, samples + window, side='right')
+    pairs = int((ends - np.arange(samples.size) - 1).sum()) if samples.size else 0
+    if pairs <= max_numpy_pairs:
+        return _correlograms_numpy(samples, np.asarray(vector['unit_index']), ends, n_units, bins.size - 1,
+                                   window, size, half), bins
     # int32: a count is at most (spikes of a unit) x (samples per bin), far below 2**31
     forward = np.zeros((n_units, n_units, bins.size - 1), dtype=np.int32)
     backward = np.zeros_like(forward)
@@ -217,6 +227,25 @@ def correlograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float =
                       stable_order(units, n_units), starts, schedule, numba.get_num_threads(), window, size, half)
     forward += backward.transpose(1, 0, 2)
     return forward, bins
+
+
+def _correlograms_numpy(samples: np.ndarray, units: np.ndarray, ends: np.ndarray, n_units: int, n_bins: int,
+                        window: int, size: int, half: int) -> np.ndarray:
+    """The numba kernel's counts with numpy: every pair (i < j) within the window at once.
+
+    ``ends[i]``: one past the last spike within ``window`` samples after spike i.
+    """
+    n = samples.size
+    per = ends - np.arange(n) - 1  # later spikes within the window, per spike
+    first = np.repeat(np.arange(n), per)
+    second = first + 1 + np.arange(first.size) - np.repeat(np.cumsum(per) - per, per)
+    d = samples[second] - samples[first]
+    ui, uj = units[first].astype(np.int64), units[second].astype(np.int64)
+    # pair (i, j): lag -d in row ui; pair (j, i): lag d in row uj (SpikeInterface keeps -W <= lag < W)
+    flat = np.concatenate([(ui * n_units + uj) * n_bins + half + (-d) // size,
+                           ((uj * n_units + ui) * n_bins + half + d // size)[d < window]])
+    counts = np.bincount(flat, minlength=n_units * n_units * n_bins)
+    return counts.reshape(n_units, n_units, n_bins).astype(np.int32)
 
 
 def cosine_similarity(dense: np.ndarray) -> np.ndarray:
