@@ -123,7 +123,7 @@ def test_template_similarity_equals_spikeinterface(synth, session_export):
 
 
 def test_correlograms_numpy_and_numba_paths_equal_spikeinterface():
-    """Small probes take the numpy path (no numba import), large ones the numba kernel: the same counts."""
+    """Small probes take the numpy path (no numba kernel to load), large ones the numba kernel: the same counts."""
     import spikeinterface.core as si
     from spikeinterface.postprocessing import compute_correlograms
 

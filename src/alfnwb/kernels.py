@@ -193,7 +193,7 @@ def correlograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float =
     window_ms, bin_ms : float
         Full window and bin width, as SpikeInterface's parameters.
     max_numpy_pairs : int
-        Up to this many spike pairs within the window, vectorised numpy (no numba to import);
+        Up to this many spike pairs within the window, vectorised numpy (no numba kernel to load or dispatch);
         beyond, the numba kernel. Both give the same counts.
 
     Returns
@@ -207,7 +207,7 @@ def correlograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float =
     bins, window, size = correlogram_bins(fs, window_ms, bin_ms)
     half = (bins.size - 1) // 2
     samples = np.asarray(vector['sample_index'])
-    # pairs within the window: a small probe's fit in memory, and numpy needs no numba (import + cache ~1 s)
+    # pairs within the window: a small probe's fit in memory, and numpy skips loading the numba kernel from its cache
     ends = np.searchsorted(samples, samples + window, side='right')
     pairs = int((ends - np.arange(samples.size) - 1).sum()) if samples.size else 0
     if pairs <= max_numpy_pairs:
