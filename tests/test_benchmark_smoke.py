@@ -73,7 +73,7 @@ def test_alfnwb_variants(bench):
             'info_s'} <= measured
     text = doc.read_text()
     assert '| core |' in text and '| default |' in text and '## Optimisations' in text
-    assert '### Sizes' in text and '### Fixed cost' in text and 'LocalCluster' in text
+    assert '### Fixed cost' in text and 'LocalCluster' in text
 
 
 def test_fixed_cost(bench):
