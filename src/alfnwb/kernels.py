@@ -193,8 +193,8 @@ def correlograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float =
     window_ms, bin_ms : float
         Full window and bin width, as SpikeInterface's parameters.
     max_numpy_pairs : int
-        Up to this many spike pairs within the window, vectorised numpy (no numba kernel to load or dispatch);
-        beyond, the numba kernel. Both give the same counts.
+        Up to this many spikes and spike pairs within the window, vectorised numpy (no numba kernel to
+        load or dispatch); beyond, the numba kernel. Both give the same counts.
 
     Returns
     -------
@@ -207,12 +207,13 @@ def correlograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float =
     bins, window, size = correlogram_bins(fs, window_ms, bin_ms)
     half = (bins.size - 1) // 2
     samples = np.asarray(vector['sample_index'])
-    # pairs within the window: a small probe's fit in memory, and numpy skips loading the numba kernel from its cache
-    ends = np.searchsorted(samples, samples + window, side='right')
-    pairs = int((ends - np.arange(samples.size) - 1).sum()) if samples.size else 0
-    if pairs <= max_numpy_pairs:
-        return _correlograms_numpy(samples, np.asarray(vector['unit_index']), ends, n_units, bins.size - 1,
-                                   window, size, half), bins
+    # a small probe's pairs within the window fit in memory, and numpy skips loading the numba kernel from its
+    # cache; counting the pairs costs two per-spike arrays, so a probe with more spikes than that goes to numba
+    if samples.size <= max_numpy_pairs:
+        ends = np.searchsorted(samples, samples + window, side='right')
+        if int((ends - np.arange(samples.size) - 1).sum()) <= max_numpy_pairs:
+            return _correlograms_numpy(samples, np.asarray(vector['unit_index']), ends, n_units, bins.size - 1,
+                                       window, size, half), bins
     # int32: a count is at most (spikes of a unit) x (samples per bin), far below 2**31
     forward = np.zeros((n_units, n_units, bins.size - 1), dtype=np.int32)
     backward = np.zeros_like(forward)

@@ -151,14 +151,8 @@ def exclusive_lock(lock_path: str | Path, subject: str, busy: str) -> Iterator[P
         where the lock file cannot be created.
     """
     lock_path = Path(lock_path)
-    fd = _acquire(lock_path, subject, busy)
-    try:
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, str(os.getpid()).encode())
+    with _holding(_acquire(lock_path, subject, busy), lock_path):
         yield lock_path
-    finally:
-        _release(fd, lock_path)
 
 
 @contextlib.contextmanager
@@ -174,10 +168,18 @@ def waiting_lock(lock_path: str | Path, subject: str, timeout: float = 900.0) ->
         if time.monotonic() > deadline:
             raise OutputError(f'{subject}: still locked by another process after {timeout:.0f} s ({lock_path})')
         time.sleep(0.05)
+    with _holding(fd, lock_path):
+        yield lock_path
+
+
+@contextlib.contextmanager
+def _holding(fd: int, lock_path: Path) -> Iterator[None]:
+    """Inside the block the lock held on ``fd`` names this process; released (and its file removed) after."""
     try:
         os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, str(os.getpid()).encode())
-        yield lock_path
+        yield
     finally:
         _release(fd, lock_path)
 

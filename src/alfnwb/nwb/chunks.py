@@ -91,7 +91,7 @@ class RowBlocks:
         chunk_shape = (min(chunk, self.n),) + self.tail
         if compression == 'gzip' and self.nbytes >= PARALLEL_MIN_BYTES:
             return ParallelGzipIO(self, chunk_shape)
-        iterator = _Iterator(self, chunk_shape)
+        iterator = _iterator_class()(self, chunk_shape)
         if compression is None:
             return H5DataIO(iterator, chunks=chunk_shape)
         return H5DataIO(iterator, compression=compression, shuffle=True, chunks=chunk_shape)
@@ -128,10 +128,6 @@ def _iterator_class():
             return (self.rows.n,) + self.rows.tail
 
     return Iterator_
-
-
-def _Iterator(rows: RowBlocks, chunk_shape: tuple):
-    return _iterator_class()(rows, chunk_shape)
 
 
 @functools.cache
