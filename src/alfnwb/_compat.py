@@ -52,6 +52,19 @@ def inject_extension(analyzer, name: str, params: dict, data: dict) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Written against ndx-spikesorting 0.1.0 (pyproject: <0.2).
 
+def extension_array(analyzer, name: str, key: str):
+    """An extension's stored array itself, where ``get_data()`` would concatenate it into a copy.
+
+    For a single-segment in-memory analyzer ``get_data()`` of ``spike_amplitudes`` and
+    ``spike_locations`` copies the whole per-spike array (4-8 bytes a spike, at the peak of an
+    export). Relies on ``AnalyzerExtension.data`` (the dict ``set_data`` fills), SpikeInterface 0.105;
+    falls back to ``get_data()`` without it.
+    """
+    ext = analyzer.get_extension(name)
+    data = getattr(ext, 'data', None)
+    return data[key] if isinstance(data, dict) and key in data else ext.get_data()
+
+
 def units_metrics_class():
     """The table type of per-unit metrics: ``UnitsMetrics`` in 0.1.0 (renamed upstream since)."""
     import ndx_spikesorting

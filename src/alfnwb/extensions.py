@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._compat import inject_extension
+from ._compat import extension_array, inject_extension
 from .errors import AlfNwbError, InvalidDataError
-from .kernels import correlograms, cosine_similarity, isi_histograms, uniform_random_spikes
+from .kernels import BLOCK, correlograms, cosine_similarity, isi_histograms, uniform_random_spikes
 from .model import ProbeData
 
 __all__ = ['Extension', 'REGISTRY', 'BUILD_ORDER', 'BuildContext', 'ms_window', 'template_channels',
@@ -99,14 +99,22 @@ class BuildContext:
     analyzer: object
     params: dict  # extension name -> SpikeInterface parameters
     vector: np.ndarray  # SpikeInterface's spike vector
-    order: np.ndarray  # ALF spike -> spike vector position
-    clusters: np.ndarray  # cluster of each ALF spike (int64)
+    order: np.ndarray | None  # spike vector position -> ALF spike; None: the ALF order is the vector's
     fs: float
     recording: object = None
     n_jobs: int = 1
     dense: np.ndarray | None = None  # ALF templates, uV, (units, samples, channels)
     ibl: dict | None = None  # IBL's extracted waveforms the analyzer uses (alfnwb.analyzer), or None
     extra: dict = field(default_factory=dict)
+
+    def per_spike(self, values: np.ndarray, dtype, scale: float = 1.0) -> np.ndarray:
+        """An ALF per-spike array in spike-vector order, times ``scale``, as ``dtype`` (in blocks: no
+        full-size temporary beside the result)."""
+        out = np.empty(self.vector.size, dtype=dtype)
+        for a in range(0, out.size, BLOCK):
+            take = slice(a, a + BLOCK) if self.order is None else self.order[a:a + BLOCK]
+            out[a:a + BLOCK] = values[take] * scale if scale != 1.0 else values[take]
+        return out
 
 
 class Extension:
@@ -160,7 +168,7 @@ class RandomSpikes(Extension):
         from ndx_spikesorting import RandomSpikes as NWBRandomSpikes
 
         sel, sel_units, sel_order, sel_ends = ctx.random_selection()
-        data = VectorData(name='random_spikes_indices', data=ctx.data(ctx.rank[sel][sel_order]),
+        data = VectorData(name='random_spikes_indices', data=ctx.data(ctx.rank(sel)[sel_order]),
                           description='index of each selected spike in its unit\'s spike train (units.spike_times)')
         ctx.ext['random_spikes'] = NWBRandomSpikes(
             random_spikes_indices=data,
@@ -219,24 +227,36 @@ class _PerSpike(Extension):
     """An extension with one value per spike, stored per unit in the order of ``units.spike_times``."""
 
     nwb_class = ''
+    data_key = ''
 
     def write(self, ctx) -> None:
         import ndx_spikesorting
 
-        values = ctx.analyzer.get_extension(self.name).get_data()
+        values = extension_array(ctx.analyzer, self.name, self.data_key)
         if values.dtype.names:
-            values = np.stack([values[k] for k in values.dtype.names], axis=1)
+            values = _record_rows(values)
         data, index = ctx.per_spike(values, f'{self.name} of each spike, in the order of units.spike_times')
         ctx.ext[self.name] = getattr(ndx_spikesorting, self.nwb_class)(data=data, data_index=index)
 
 
+def _record_rows(values: np.ndarray) -> np.ndarray:
+    """(x, y[, z]) records as rows of a 2-D array: a view when the fields are packed and of one type."""
+    names = values.dtype.names
+    kinds = {values.dtype[k] for k in names}
+    if len(kinds) == 1 and values.dtype.itemsize == len(names) * values.dtype[0].itemsize \
+            and values.flags.c_contiguous:
+        return values.view(values.dtype[0]).reshape(values.size, len(names))
+    return np.stack([values[k] for k in names], axis=1)
+
+
 class SpikeAmplitudes(_PerSpike):
     name, kind, nwb_groups, nwb_class = 'spike_amplitudes', 'ALF', ('spike_amplitudes',), 'SpikeAmplitudes'
+    data_key = 'amplitudes'
     source = 'ALF spikes.amps (uV, negative)'
 
     def build(self, ctx: BuildContext) -> None:
-        amps = np.asarray(ctx.probe.spikes['amps'])[ctx.order]
-        inject_extension(ctx.analyzer, self.name, {}, {'amplitudes': (-amps * 1e6).astype(np.float32)})
+        amps = ctx.per_spike(np.asarray(ctx.probe.spikes['amps']), np.float32, scale=-1e6)
+        inject_extension(ctx.analyzer, self.name, {}, {'amplitudes': amps})
 
     def read(self, ctx) -> None:
         inject_extension(ctx.analyzer, self.name, {}, {'amplitudes': ctx.x[f'{self.name}/data'][:][ctx.order]})
@@ -248,14 +268,15 @@ _SPIKE_LOCATION_PARAMS = {'ms_before': 0.5, 'ms_after': 0.5, 'spike_retriever_kw
 
 class SpikeLocations(_PerSpike):
     name, kind, nwb_groups, nwb_class = 'spike_locations', 'ALF', ('spike_locations',), 'SpikeLocations'
+    data_key = 'spike_locations'
     source = 'ALF spikes.depths + template centre of mass (um)'
     needs_templates = True
 
     def build(self, ctx: BuildContext) -> None:
         x = _unit_x(ctx.probe, ctx.dense)
-        loc = np.zeros(ctx.order.size, dtype=[('x', 'float32'), ('y', 'float32')])
-        loc['x'] = x[ctx.clusters[ctx.order]] if ctx.probe.n_clusters else 0
-        loc['y'] = np.asarray(ctx.probe.spikes['depths'])[ctx.order]
+        loc = np.zeros(ctx.vector.size, dtype=[('x', 'float32'), ('y', 'float32')])
+        loc['x'] = x.astype(np.float32)[ctx.vector['unit_index']] if ctx.probe.n_clusters else 0
+        loc['y'] = ctx.per_spike(np.asarray(ctx.probe.spikes['depths']), np.float32)
         inject_extension(ctx.analyzer, self.name, dict(_SPIKE_LOCATION_PARAMS), {'spike_locations': loc})
 
     def read(self, ctx) -> None:

@@ -16,8 +16,8 @@ import numpy as np
 
 from .._compat import units_metrics_class
 from ..extensions import REGISTRY
-from ..kernels import group_spikes
-from .chunks import dataio
+from ..kernels import BLOCK, group_spikes
+from .chunks import dataio, gather
 
 __all__ = ['add_spike_sorting', 'CORRELOGRAM_DTYPES', 'WriteContext']
 
@@ -66,13 +66,30 @@ class WriteContext:
         self.ext: dict = {}  # ndx-spikesorting objects by SpikeSortingExtensions field
         self.units_metrics = None
 
-    @property
-    def rank(self) -> np.ndarray:
-        """Position of each spike-vector entry in its unit's spike train."""
-        starts = self.ends - np.bincount(self.vector['unit_index'], minlength=self.n_units)
-        rank = np.empty(self.vector.size, dtype=np.int64)
-        rank[self.order] = np.arange(self.vector.size) - np.repeat(starts, np.diff(np.r_[0, self.ends]))
-        return rank
+    def rank(self, spikes: np.ndarray) -> np.ndarray:
+        """Position of each given spike-vector entry in its unit's spike train.
+
+        Counted a block of the spike vector at a time: no per-spike array of ranks.
+        """
+        spikes = np.asarray(spikes, dtype=np.int64)
+        if spikes.size and (np.diff(spikes) < 0).any():
+            srt = np.argsort(spikes, kind='stable')
+            out = np.empty_like(spikes)
+            out[srt] = self.rank(spikes[srt])
+            return out
+        units = self.vector['unit_index']
+        seen = np.zeros(self.n_units, dtype=np.int64)  # spikes of each unit before the block
+        out = np.empty(spikes.size, dtype=np.int64)
+        bounds = np.searchsorted(spikes, np.arange(0, units.size + BLOCK, BLOCK))
+        for k, a in enumerate(range(0, units.size, BLOCK)):
+            u = units[a:a + BLOCK]
+            pick = spikes[bounds[k]:bounds[k + 1]] - a
+            order, ends = group_spikes(u, self.n_units)
+            local = np.empty(u.size, dtype=np.int64)
+            local[order] = np.arange(u.size) - np.repeat(ends - np.diff(np.r_[0, ends]), np.diff(np.r_[0, ends]))
+            out[bounds[k]:bounds[k + 1]] = seen[u[pick]] + local[pick]
+            seen += np.diff(np.r_[0, ends])
+        return out
 
     def data(self, values, chunk: int | None = 1 << 18):
         """A large dataset, chunked and compressed."""
@@ -91,14 +108,14 @@ class WriteContext:
         lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
         for dtype in CORRELOGRAM_DTYPES:
             if np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:
-                return data.astype(dtype)
+                return data.astype(dtype, copy=False)  # a full probe's correlograms are 0.4-1.6 GB
         return data
 
     def per_spike(self, values: np.ndarray, description: str):
         """One value per spike, regrouped by unit: ``data`` and ``data_index``."""
         from hdmf.common import VectorData, VectorIndex
 
-        data = VectorData(name='data', description=description, data=self.data(values[self.order]))
+        data = VectorData(name='data', description=description, data=gather([(values, self.order)], self.compression))
         return data, VectorIndex(name='data_index', data=self.ends, target=data)
 
     def random_selection(self):
