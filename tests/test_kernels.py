@@ -1,0 +1,94 @@
+"""The block-wise spike kernels: the same results whatever the block size and the order of simultaneous spikes."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alfnwb import extensions, kernels
+from alfnwb.analyzer import ALF_EXTENSIONS, build_analyzer
+from alfnwb.loading import load_probe
+from alfnwb.nwb import analyzer as nwb_analyzer
+
+FS = 30000.0
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 1000 spikes: every block-wise path crosses many block boundaries on a test probe."""
+    for module in (kernels, extensions, nwb_analyzer):
+        monkeypatch.setattr(module, 'BLOCK', 1000)
+
+
+def _with_ties(probe, descending: bool):
+    """The probe with forced simultaneous spikes of different units, ordered by unit (or against it)."""
+    sp = {k: np.asarray(v).copy() for k, v in probe.spikes.items()}
+    samples, clusters = sp['samples'], sp['clusters'].astype(np.int64)
+    # every 50th spike moves onto its predecessor's sample when their units differ: times stay sorted
+    k = np.arange(1, samples.size, 50)
+    k = k[clusters[k] != clusters[k - 1]]
+    samples[k] = samples[k - 1]
+    sp['times'][k] = sp['times'][k - 1]
+    order = np.lexsort((-clusters if descending else clusters, samples))
+    spikes = {name: v[order] for name, v in sp.items()}
+    return dataclasses.replace(probe, spikes=spikes), k.size
+
+
+def test_stable_order_in_blocks_is_argsort(small_blocks):
+    rng = np.random.default_rng(0)
+    for n, labels in ((10_500, 7), (10_500, 300), (10_500, 70_000), (999, 5), (0, 3)):
+        x = rng.integers(0, labels, n).astype(np.uint32)
+        got = kernels.stable_order(x, labels)
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, np.argsort(x, kind='stable'))
+
+
+def test_ties_out_of_unit_order_give_the_same_analyzer(synth, one_plain, small_blocks):
+    """ALF spikes in spike-vector order are used as they are; simultaneous spikes out of unit order take
+    the sorting path: both analyzers hold the same extensions, equal to SpikeInterface's numbers."""
+    from spikeinterface.postprocessing import compute_correlograms
+    from spikeinterface.postprocessing.isi import compute_isi_histograms_numpy
+
+    probe = load_probe(one_plain, synth.sessions[0].probes[0].pid)
+    in_order, n_ties = _with_ties(probe, descending=False)
+    against, _ = _with_ties(probe, descending=True)
+    assert n_ties > 20 and probe.spikes['samples'].size > 5 * 1000  # blocks of 1000: many blocks
+    assert kernels.in_vector_order(in_order.spikes['samples'], in_order.spikes['clusters'])
+    assert not kernels.in_vector_order(against.spikes['samples'], against.spikes['clusters'])
+
+    a, b = (build_analyzer(p, ALF_EXTENSIONS) for p in (in_order, against))
+    vector = a.sorting.to_spike_vector()
+    np.testing.assert_array_equal(vector, b.sorting.to_spike_vector())
+    np.testing.assert_array_equal(vector['sample_index'], in_order.spikes['samples'])
+    np.testing.assert_array_equal(vector['unit_index'], in_order.spikes['clusters'])
+    # the probe's samples became the vector's (equal) column
+    np.testing.assert_array_equal(in_order.spikes['samples'], against.spikes['samples'][
+        np.lexsort((against.spikes['clusters'], against.spikes['samples']))])
+    for name in ALF_EXTENSIONS:
+        for key, value in a.get_extension(name).data.items():
+            other = b.get_extension(name).data[key]
+            if hasattr(value, 'columns'):  # quality metrics: a DataFrame
+                pd.testing.assert_frame_equal(value, other)
+            else:
+                np.testing.assert_array_equal(value, other, err_msg=f'{name}.{key}')
+    np.testing.assert_array_equal(a.get_extension('spike_amplitudes').get_data(),
+                                  (-in_order.spikes['amps'] * 1e6).astype(np.float32))
+    np.testing.assert_array_equal(a.get_extension('spike_locations').get_data()['y'], in_order.spikes['depths'])
+    ccg, _ = compute_correlograms(a.sorting, window_ms=50.0, bin_ms=1.0)
+    np.testing.assert_array_equal(a.get_extension('correlograms').get_data()[0], ccg)
+    isi, _ = compute_isi_histograms_numpy(a.sorting, 50.0, 1.0)
+    np.testing.assert_array_equal(a.get_extension('isi_histograms').get_data()[0], isi)
+    assert isi.sum() > 1000 and ccg[np.eye(len(a.unit_ids), dtype=bool)].sum() > 1000
+
+
+def test_rank_in_blocks(synth, one_plain, small_blocks):
+    """The rank of chosen spikes in their unit's train, counted block by block, is the plain count."""
+    from pynwb.testing.mock.file import mock_NWBFile
+
+    sa = build_analyzer(load_probe(one_plain, synth.sessions[0].probes[0].pid), ('random_spikes',))
+    ctx = nwb_analyzer.WriteContext(mock_NWBFile(), sa, 0, 0, None)
+    units = ctx.vector['unit_index']
+    chosen = np.random.default_rng(1).choice(units.size, 500, replace=False)  # unsorted on purpose
+    expected = [int((units[:i] == units[i]).sum()) for i in chosen]
+    np.testing.assert_array_equal(ctx.rank(chosen), expected)
