@@ -206,7 +206,7 @@ def test_disk_full_on_a_tiny_file_system(base, tmp_path):
         subprocess.run(['umount', str(tiny)])
 
 
-@pytest.mark.parametrize('seed', [1, 2, 3, 4])
+@pytest.mark.parametrize('seed', [3, 4])  # killed during start-up (1.0 s) and late in the export (5.7 s)
 def test_kill9_at_a_random_moment_leaves_the_previous_file_or_the_new_one(base, tmp_path, seed):
     import h5py
 
@@ -322,8 +322,11 @@ class Hooked:
         self.marker, self.release = folder / f'marker-{os.urandom(4).hex()}', folder / f'release-{os.urandom(4).hex()}'
         env = {**os.environ, 'ALFNWB_TEST_WRITE': mode, 'ALFNWB_TEST_MARKER': str(self.marker),
                'ALFNWB_TEST_RELEASE': str(self.release)}
+        # SIGINT as a terminal leaves it: a suite started in the background (``pytest &``) ignores SIGINT, and
+        # an ignored signal stays ignored in every process started from it
         self.proc = subprocess.Popen([sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def writing(self, timeout: float = 120) -> tuple[int, Path]:
         """Wait until the writer holds its partial file: (the writer's pid, the partial file)."""
