@@ -17,7 +17,7 @@ FS = 30000.0
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of 1000 spikes: every block-wise path crosses many block boundaries on a test probe."""
-    for module in (kernels, extensions, nwb_analyzer):
+    for module in (kernels, extensions):
         monkeypatch.setattr(module, 'BLOCK', 1000)
 
 
@@ -83,7 +83,7 @@ def test_ties_out_of_unit_order_give_the_same_analyzer(synth, one_plain, small_b
 
 
 def test_rank_in_blocks(synth, one_plain, small_blocks):
-    """The rank of chosen spikes in their unit's train, counted block by block, is the plain count."""
+    """The rank of chosen spikes in their unit's train (binary search in the by-unit order) is the plain count."""
     from pynwb.testing.mock.file import mock_NWBFile
 
     sa = build_analyzer(load_probe(one_plain, synth.sessions[0].probes[0].pid), ('random_spikes',))

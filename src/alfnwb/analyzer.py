@@ -250,7 +250,8 @@ def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = No
     mask = sparsity_mask(probe) if ibl is None else ibl['mask']
     analyzer = memory_analyzer(vector, fs, np.arange(probe.n_clusters), np.arange(probe.n_channels),
                                _probegroup(probe), mask, num_samples, recording)
-    ctx = BuildContext(probe=probe, analyzer=analyzer, params=params, vector=vector, order=order, fs=fs, recording=recording, n_jobs=n_jobs,
+    ctx = BuildContext(probe=probe, analyzer=analyzer, params=params, vector=vector, order=order, fs=fs,
+                       recording=recording, n_jobs=n_jobs,
                        dense=_templates_or_none(probe, names), ibl=ibl)
     for name in names:
         if progress is not None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._compat import units_metrics_class
 from ..extensions import REGISTRY
-from ..kernels import BLOCK, group_spikes
+from ..kernels import group_spikes
 from .chunks import dataio, gather
 
 __all__ = ['add_spike_sorting', 'CORRELOGRAM_DTYPES', 'WriteContext']
@@ -69,26 +69,16 @@ class WriteContext:
     def rank(self, spikes: np.ndarray) -> np.ndarray:
         """Position of each given spike-vector entry in its unit's spike train.
 
-        Counted a block of the spike vector at a time: no per-spike array of ranks.
+        Each unit's stretch of the by-unit order is ascending: a binary search in it per chosen spike,
+        unit by unit (the loop touches only the chosen spikes, never the spike train).
         """
         spikes = np.asarray(spikes, dtype=np.int64)
-        if spikes.size and (np.diff(spikes) < 0).any():
-            srt = np.argsort(spikes, kind='stable')
-            out = np.empty_like(spikes)
-            out[srt] = self.rank(spikes[srt])
-            return out
-        units = self.vector['unit_index']
-        seen = np.zeros(self.n_units, dtype=np.int64)  # spikes of each unit before the block
+        units = self.vector['unit_index'][spikes]
+        starts = np.r_[0, self.ends[:-1]]
         out = np.empty(spikes.size, dtype=np.int64)
-        bounds = np.searchsorted(spikes, np.arange(0, units.size + BLOCK, BLOCK))
-        for k, a in enumerate(range(0, units.size, BLOCK)):
-            u = units[a:a + BLOCK]
-            pick = spikes[bounds[k]:bounds[k + 1]] - a
-            order, ends = group_spikes(u, self.n_units)
-            local = np.empty(u.size, dtype=np.int64)
-            local[order] = np.arange(u.size) - np.repeat(ends - np.diff(np.r_[0, ends]), np.diff(np.r_[0, ends]))
-            out[bounds[k]:bounds[k + 1]] = seen[u[pick]] + local[pick]
-            seen += np.diff(np.r_[0, ends])
+        for unit in np.unique(units):
+            mine = units == unit
+            out[mine] = np.searchsorted(self.order[starts[unit]:self.ends[unit]], spikes[mine])
         return out
 
     def data(self, values, chunk: int | None = 1 << 18):
