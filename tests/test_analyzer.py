@@ -127,7 +127,7 @@ def test_correlograms_numpy_and_numba_paths_equal_spikeinterface():
     import spikeinterface.core as si
     from spikeinterface.postprocessing import compute_correlograms
 
-    from alfnwb.kernels import correlograms, spike_vector
+    from alfnwb.kernels import CorrelogramRows, correlograms, spike_vector
 
     rng = np.random.default_rng(2)
     samples = np.sort(rng.integers(0, 30000 * 60, 20000))
@@ -138,9 +138,12 @@ def test_correlograms_numpy_and_numba_paths_equal_spikeinterface():
     vector = spike_vector(samples, units)[0]
     sorting = si.NumpySorting(vector, 30000.0, unit_ids=np.arange(25))
     for window_ms, bin_ms in ((50.0, 1.0), (20.0, 0.7)):
-        small, bins = correlograms(vector, 25, 30000.0, window_ms, bin_ms)
-        large, _ = correlograms(vector, 25, 30000.0, window_ms, bin_ms, max_numpy_pairs=-1)
+        columns = vector['sample_index'], vector['unit_index']
+        small, bins = correlograms(*columns, 25, 30000.0, window_ms, bin_ms)
+        large, _ = correlograms(*columns, 25, 30000.0, window_ms, bin_ms, max_numpy_pairs=-1)
         theirs, their_bins = compute_correlograms(sorting, window_ms=window_ms, bin_ms=bin_ms)
+        rows = CorrelogramRows(*columns, 25, 30000.0, window_ms, bin_ms, max_numpy_pairs=-1)
+        np.testing.assert_array_equal(np.concatenate([rows.read(a, a + 7) for a in range(0, 25, 7)]), large)
         np.testing.assert_array_equal(small, large)
         np.testing.assert_array_equal(small, theirs)
         np.testing.assert_array_equal(bins, their_bins)

@@ -88,7 +88,54 @@ def test_rank_in_blocks(synth, one_plain, small_blocks):
 
     sa = build_analyzer(load_probe(one_plain, synth.sessions[0].probes[0].pid), ('random_spikes',))
     ctx = nwb_analyzer.WriteContext(mock_NWBFile(), sa, 0, 0, None)
-    units = ctx.vector['unit_index']
+    units = ctx.units
     chosen = np.random.default_rng(1).choice(units.size, 500, replace=False)  # unsorted on purpose
     expected = [int((units[:i] == units[i]).sum()) for i in chosen]
     np.testing.assert_array_equal(ctx.rank(chosen), expected)
+
+
+@pytest.mark.parametrize('descending', [False, True], ids=['in_vector_order', 'ties_out_of_unit_order'])
+def test_streamed_export_writes_what_the_analyzer_holds(synth, one_plain, small_blocks, monkeypatch, tmp_path,
+                                                        descending):
+    """The export's StreamedAnalyzer (no spike vector; per-spike rows and correlogram rows made while the file
+    is written, compressed in parallel, a few rows a chunk) writes byte-equal datasets to the SpikeInterface
+    analyzer's, with the numba correlogram kernel."""
+    import h5py
+
+    from alfnwb import extensions
+    from alfnwb.export import build_nwbfile
+    from alfnwb.extensions import StreamedAnalyzer
+    from alfnwb.nwb import chunks
+    from alfnwb.nwb.io import write_nwbfile
+    from alfnwb.loading import load_session
+
+    class Kernel(kernels.CorrelogramRows):  # the numba path, however small the probe
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, max_numpy_pairs=-1, **kwargs)
+
+    monkeypatch.setattr(extensions, 'CorrelogramRows', Kernel)
+    monkeypatch.setattr(nwb_analyzer, 'ROW_CHUNK_BYTES', 1 << 14)  # a few units' rows a chunk
+    monkeypatch.setattr(chunks, 'PARALLEL_MIN_BYTES', 1 << 12)
+    session = load_session(one_plain, pid=synth.sessions[0].probes[0].pid)
+    probe, _ = _with_ties(session.probes[0], descending=descending)
+    session.probes = [probe]
+    files = {}
+    for stream in (False, True):
+        analyzer = build_analyzer(probe, ALF_EXTENSIONS, stream=stream)
+        assert isinstance(analyzer, StreamedAnalyzer) is stream
+        if stream:
+            assert isinstance(analyzer.get_extension('correlograms').data['ccgs'], Kernel)
+        files[stream] = write_nwbfile(build_nwbfile(session, None, analyzers=[analyzer]), tmp_path / f'{stream}.nwb')
+    with h5py.File(files[False], 'r') as a, h5py.File(files[True], 'r') as b:
+        group = f'processing/ecephys/{probe.provenance.probe}'
+        names = []
+        a[group].visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        assert {'extensions/correlograms/data', 'extensions/spike_amplitudes/data',
+                'extensions/spike_locations/data'} <= set(names)
+        for name in names:
+            x, y = a[group][name], b[group][name]
+            if x.dtype.kind == 'O' or x.dtype.kind == 'S':
+                continue
+            np.testing.assert_array_equal(x[()], y[()], err_msg=name)
+        ccg = b[f'{group}/extensions/correlograms/data']
+        assert ccg.compression == 'gzip' and ccg.chunks[0] * 4 <= ccg.shape[0] and ccg[()].sum() > 1000

@@ -21,8 +21,8 @@ import numpy as np
 
 from ._compat import memory_analyzer as _memory_analyzer
 from .errors import AlfNwbError, DataWarning, InvalidDataError
-from .extensions import BUILD_ORDER, REGISTRY, BuildContext, dense_templates, template_channels
-from .kernels import vector_order
+from .extensions import BUILD_ORDER, REGISTRY, BuildContext, StreamedAnalyzer, dense_templates, template_channels
+from .kernels import in_vector_order, vector_order
 from .model import SAMPLING_FREQUENCY, ProbeData
 from .waveforms import covered_mask, flat_waveforms, select
 
@@ -157,6 +157,33 @@ def sparsity_mask(probe: ProbeData, radius_um: float = 100.0) -> np.ndarray:
     return (d <= radius_um) & same_shank
 
 
+def _sorting_analyzer(probe: ProbeData, names: tuple, samples: np.ndarray, units: np.ndarray, fs: float,
+                      num_samples: int, recording, params: dict):
+    """SpikeInterface's in-memory analyzer on the spike vector, the permutation from ALF, IBL's waveforms used."""
+    vector, order = vector_order(samples, units)
+    if order is None and samples is probe.spikes.get('samples'):
+        # ALF order is the vector's: the probe's spikes.samples becomes a view of the vector's equal
+        # sample_index (8 bytes a spike less for the rest of the export)
+        probe.spikes['samples'] = vector['sample_index']
+    ibl = _ibl_waveforms(probe, names, recording, vector, params)
+    mask = sparsity_mask(probe) if ibl is None else ibl['mask']
+    analyzer = memory_analyzer(vector, fs, np.arange(probe.n_clusters), np.arange(probe.n_channels),
+                               _probegroup(probe), mask, num_samples, recording)
+    return analyzer, order, ibl
+
+
+def _vector_columns(samples: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The spike vector's sample and unit columns without the vector, and the permutation from ALF (or None).
+
+    In ALF order when it is the vector's (the arrays themselves); else sorted by sample then unit,
+    12 bytes a spike.
+    """
+    if in_vector_order(samples, units):
+        return samples, units, None
+    order = np.lexsort((units, samples))
+    return samples[order], units[order], order
+
+
 def _params(extension_params: dict | None) -> dict:
     params = {k: dict(v) for k, v in DEFAULT_PARAMS.items()}
     for k, v in (extension_params or {}).items():
@@ -210,7 +237,7 @@ def _ibl_waveforms(probe: ProbeData, names: tuple[str, ...], recording, vector: 
 
 def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = None, recording=None,
                    extension_params: dict | None = None, n_jobs: int = 1,
-                   progress: Callable[[str], None] | None = None):
+                   progress: Callable[[str], None] | None = None, stream: bool = False):
     """Build an in-memory SortingAnalyzer of one probe from its ALF data.
 
     Parameters
@@ -227,37 +254,43 @@ def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = No
         Processes for the raw-data extensions.
     progress : callable, optional
         Called with ``'<probe>: <extension>'`` as each extension starts.
+    stream : bool
+        For a writer: give a :class:`alfnwb.extensions.StreamedAnalyzer`, whose spike- and pair-sized
+        data are made from the ALF arrays while the file is written (no spike vector, no per-spike
+        copies, no full correlogram array). Only without raw data and IBL waveforms, which need
+        SpikeInterface's analyzer; with them, the SortingAnalyzer is built as without ``stream``.
 
     Returns
     -------
-    spikeinterface.SortingAnalyzer
+    spikeinterface.SortingAnalyzer or alfnwb.extensions.StreamedAnalyzer
         Unit ids are the cluster ids (``0..n_clusters-1``), channel ids the channel indices of the
         probe (``0..n_channels-1``).
     """
     names = resolve_extensions(extensions, raw=recording is not None, waveforms=probe.waveforms is not None)
     fs = probe_sampling_frequency(probe, recording)
     samples = _spike_samples(probe, fs)
-    vector, order = vector_order(samples, np.asarray(probe.spikes['clusters']))
+    units = np.asarray(probe.spikes['clusters'])
     num_samples = int(recording.get_num_samples()) if recording is not None else \
         int(samples.max() + 1 if samples.size else 0)
-    if order is None and samples is probe.spikes.get('samples'):
-        # ALF order is the vector's: the probe's spikes.samples becomes a view of the vector's equal
-        # sample_index (8 bytes a spike less for the rest of the export)
-        probe.spikes['samples'] = vector['sample_index']
-    del samples
     params = _params(extension_params)
-    ibl = _ibl_waveforms(probe, names, recording, vector, params)
-    mask = sparsity_mask(probe) if ibl is None else ibl['mask']
-    analyzer = memory_analyzer(vector, fs, np.arange(probe.n_clusters), np.arange(probe.n_channels),
-                               _probegroup(probe), mask, num_samples, recording)
-    ctx = BuildContext(probe=probe, analyzer=analyzer, params=params, vector=vector, order=order, fs=fs,
-                       recording=recording, n_jobs=n_jobs,
-                       dense=_templates_or_none(probe, names), ibl=ibl)
+    stream = stream and recording is None and (probe.waveforms is None or 'waveforms' not in names)
+    if stream:
+        (samples, units, order), analyzer, ibl = _vector_columns(samples, units), None, None
+    else:
+        analyzer, order, ibl = _sorting_analyzer(probe, names, samples, units, fs, num_samples, recording, params)
+        vector = analyzer.sorting.to_spike_vector()
+        samples, units = vector['sample_index'], vector['unit_index']
+    ctx = BuildContext(probe=probe, analyzer=analyzer, params=params, samples=samples, units=units, order=order,
+                       fs=fs, recording=recording, n_jobs=n_jobs, dense=_templates_or_none(probe, names), ibl=ibl,
+                       stream=stream)
+    if stream:
+        ctx.analyzer = StreamedAnalyzer(np.arange(probe.n_clusters), probe.n_channels, fs, num_samples,
+                                        sparsity_mask(probe), units, ctx.by_unit)
     for name in names:
         if progress is not None:
             progress(f'{probe.provenance.probe}: {name}')
         REGISTRY[name].build(ctx)
-    return analyzer
+    return ctx.analyzer
 
 
 def open_raw_recording(cbin_path: str | Path, probe: ProbeData, highpass_hz: float | None = 300.0):

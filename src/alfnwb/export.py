@@ -114,7 +114,7 @@ def build_analyzers(one, session: SessionData, extensions=None, raw: bool = Fals
     for probe in session.probes:  # each probe resolves the names: IBL's waveforms.* may differ between them
         recording = open_raw_recording(raw_ap_file(one, probe), probe) if raw else None
         out.append(build_analyzer(probe, extensions, recording=recording, extension_params=extension_params,
-                                  n_jobs=n_jobs, progress=progress))
+                                  n_jobs=n_jobs, progress=progress, stream=True))
     return out
 
 

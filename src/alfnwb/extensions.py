@@ -24,10 +24,10 @@ import numpy as np
 
 from ._compat import extension_array, inject_extension
 from .errors import AlfNwbError, InvalidDataError
-from .kernels import BLOCK, correlograms, cosine_similarity, isi_histograms, uniform_random_spikes
+from .kernels import BLOCK, CorrelogramRows, cosine_similarity, group_spikes, isi_histograms, uniform_random_spikes
 from .model import ProbeData
 
-__all__ = ['Extension', 'REGISTRY', 'BUILD_ORDER', 'BuildContext', 'ms_window', 'template_channels',
+__all__ = ['Extension', 'REGISTRY', 'BUILD_ORDER', 'BuildContext', 'SpikeRows', 'StreamedAnalyzer', 'StoredExtension', 'ms_window', 'template_channels',
            'dense_templates']
 
 
@@ -91,30 +91,120 @@ def _unit_x(probe: ProbeData, dense: np.ndarray | None) -> np.ndarray:
     return np.where(w > 0, com, x)
 
 
+class SpikeRows:
+    """Per-spike rows in spike-vector order, made from the ALF arrays when indexed, never all at once.
+
+    ``rows[i]`` (positions, or a slice, of the spike vector) gives those spikes' rows; a writer
+    gathers them a block at a time in the order of the units table.
+    """
+
+    def __init__(self, n: int, tail: tuple, dtype, make):
+        self.shape, self.dtype, self._make = (int(n),) + tuple(tail), np.dtype(dtype), make
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self._make(index)
+
+    def materialise(self, out: np.ndarray | None = None) -> np.ndarray:
+        """All rows, filled a block at a time (no full-size temporary beside the result)."""
+        out = np.empty(self.shape, dtype=self.dtype) if out is None else out
+        for a in range(0, self.shape[0], BLOCK):
+            out[a:a + BLOCK] = self[a:a + BLOCK]
+        return out
+
+
+class StoredExtension:
+    """An extension of a :class:`StreamedAnalyzer`: its parameters and data (arrays or row producers)."""
+
+    def __init__(self, params: dict, data: dict, fs: float):
+        self.params, self.data, self._fs = params, data, fs
+
+    @property
+    def nbefore(self) -> int:
+        """Samples before the peak, as SpikeInterface derives them from ``ms_before``."""
+        return int(self.params['ms_before'] * self._fs / 1000.0)
+
+
+class StreamedAnalyzer:
+    """A probe's analyzer as an export writes it: what the NWB writer reads, with no spike vector.
+
+    SpikeInterface's in-memory analyzer holds a 24-byte-a-spike spike vector and every extension's
+    data whole. Here the spike-sized and pair-sized data (``spike_amplitudes``, ``spike_locations``,
+    ``correlograms``) are producers (:class:`SpikeRows`, :class:`alfnwb.kernels.CorrelogramRows`)
+    read from the ALF arrays while the file is written. The numbers are the same;
+    :func:`alfnwb.analyzer.build_analyzer` gives the SpikeInterface object.
+    """
+
+    def __init__(self, unit_ids: np.ndarray, n_channels: int, fs: float, num_samples: int, mask: np.ndarray,
+                 units: np.ndarray, by_unit: tuple):
+        from types import SimpleNamespace
+
+        self.unit_ids, self.sampling_frequency, self._n_channels = unit_ids, float(fs), int(n_channels)
+        self._num_samples, self.sparsity = int(num_samples), SimpleNamespace(mask=mask)
+        self.spike_units, self.by_unit = units, by_unit  # unit of each spike (spike-vector order), grouped
+        self.extensions: dict[str, StoredExtension] = {}
+
+    def get_num_channels(self) -> int:
+        return self._n_channels
+
+    def get_total_samples(self) -> int:
+        return self._num_samples
+
+    def has_extension(self, name: str) -> bool:
+        return name in self.extensions
+
+    def get_extension(self, name: str) -> StoredExtension | None:
+        return self.extensions.get(name)
+
+
 @dataclass
 class BuildContext:
-    """What building an extension may use: the probe, its analyzer, spike vector and parameters."""
+    """What building an extension may use: the probe, its analyzer, the spikes and parameters."""
 
     probe: ProbeData
-    analyzer: object
+    analyzer: object  # a SpikeInterface SortingAnalyzer, or a StreamedAnalyzer (``stream``)
     params: dict  # extension name -> SpikeInterface parameters
-    vector: np.ndarray  # SpikeInterface's spike vector
+    samples: np.ndarray  # sample of each spike, in spike-vector order
+    units: np.ndarray  # unit of each spike, in spike-vector order
     order: np.ndarray | None  # spike vector position -> ALF spike; None: the ALF order is the vector's
     fs: float
     recording: object = None
     n_jobs: int = 1
     dense: np.ndarray | None = None  # ALF templates, uV, (units, samples, channels)
     ibl: dict | None = None  # IBL's extracted waveforms the analyzer uses (alfnwb.analyzer), or None
+    stream: bool = False  # spike- and pair-sized data as producers read while writing (StreamedAnalyzer)
     extra: dict = field(default_factory=dict)
+    _by_unit: tuple | None = field(default=None, repr=False)
 
-    def per_spike(self, values: np.ndarray, dtype, scale: float = 1.0) -> np.ndarray:
-        """An ALF per-spike array in spike-vector order, times ``scale``, as ``dtype`` (in blocks: no
-        full-size temporary beside the result)."""
-        out = np.empty(self.vector.size, dtype=dtype)
-        for a in range(0, out.size, BLOCK):
-            take = slice(a, a + BLOCK) if self.order is None else self.order[a:a + BLOCK]
-            out[a:a + BLOCK] = values[take] * scale if scale != 1.0 else values[take]
-        return out
+    @property
+    def n_spikes(self) -> int:
+        return int(self.samples.size)
+
+    @property
+    def by_unit(self) -> tuple[np.ndarray, np.ndarray]:
+        """The spike vector grouped by unit (order, ends); the probe's own grouping when the orders agree."""
+        if self._by_unit is None:
+            self._by_unit = self.probe.by_cluster() if self.order is None else \
+                group_spikes(self.units, self.probe.n_clusters)
+        return self._by_unit
+
+    def alf(self, index):
+        """ALF spikes of spike-vector positions (or a slice of them)."""
+        return index if self.order is None else self.order[index]
+
+    def inject(self, name: str, params: dict, data: dict) -> None:
+        """Set an extension's parameters and data on the analyzer."""
+        if self.stream:
+            self.analyzer.extensions[name] = StoredExtension(params, data, self.fs)
+        else:
+            inject_extension(self.analyzer, name, params, data)
+
+    def per_spike(self, rows: SpikeRows):
+        """Per-spike rows for the analyzer: the producer itself when streaming, else all of them."""
+        return rows if self.stream else rows.materialise()
 
 
 class Extension:
@@ -156,10 +246,10 @@ class RandomSpikes(Extension):
             p = {'method': 'uniform', 'max_spikes_per_unit': 500, 'margin_size': None, 'seed': None} | p
             if p['method'] != 'uniform' or p['margin_size'] is not None:
                 return super().build(ctx)
-            chosen = uniform_random_spikes(ctx.vector['unit_index'], ctx.probe.n_clusters,
-                                           int(p['max_spikes_per_unit']), p['seed'])
-            return inject_extension(ctx.analyzer, self.name, p, {'random_spikes_indices': chosen})
-        inject_extension(ctx.analyzer, self.name, {'method': 'ibl_waveforms', 'max_spikes_per_unit':
+            chosen = uniform_random_spikes(ctx.units, ctx.probe.n_clusters, int(p['max_spikes_per_unit']),
+                                           p['seed'], grouped=ctx.by_unit)
+            return ctx.inject(self.name, p, {'random_spikes_indices': chosen})
+        ctx.inject(self.name, {'method': 'ibl_waveforms', 'max_spikes_per_unit':
                                                    p.get('max_spikes_per_unit'), 'margin_size': None,
                                                    'seed': p.get('seed')}, {'random_spikes_indices': ctx.ibl['spikes']})
 
@@ -194,15 +284,15 @@ class Templates(Extension):
             ctx.analyzer.compute(self.name, operators=['average', 'std', 'median'])
             return
         ms_before, ms_after = ms_window(_peak_sample(ctx.dense), ctx.dense.shape[1], ctx.fs)
-        inject_extension(ctx.analyzer, self.name, {'ms_before': ms_before, 'ms_after': ms_after,
-                                                   'operators': ['average']}, {'average': ctx.dense})
+        ctx.inject(self.name, {'ms_before': ms_before, 'ms_after': ms_after, 'operators': ['average']},
+                   {'average': ctx.dense})
 
     def write(self, ctx) -> None:
         from hdmf.common import VectorData, VectorIndex
         from ndx_spikesorting import Templates as NWBTemplates
 
         t = ctx.analyzer.get_extension(self.name)
-        dense = t.get_data(operator='average')  # (units, samples, channels), uV
+        dense = extension_array(ctx.analyzer, self.name, 'average')  # (units, samples, channels), uV
         width = ctx.channels.shape[1]
         per_unit = np.take_along_axis(np.swapaxes(dense, 1, 2), ctx.channels[:, :, None], axis=1)  # (u, width, s)
         valid = np.arange(width)[None, :] < ctx.counts[:, None]
@@ -255,8 +345,10 @@ class SpikeAmplitudes(_PerSpike):
     source = 'ALF spikes.amps (uV, negative)'
 
     def build(self, ctx: BuildContext) -> None:
-        amps = ctx.per_spike(np.asarray(ctx.probe.spikes['amps']), np.float32, scale=-1e6)
-        inject_extension(ctx.analyzer, self.name, {}, {'amplitudes': amps})
+        amps = np.asarray(ctx.probe.spikes['amps'])
+        rows = SpikeRows(ctx.n_spikes, (), np.float32,
+                         lambda i: (amps[ctx.alf(i)] * -1e6).astype(np.float32))  # V -> uV, negative
+        ctx.inject(self.name, {}, {'amplitudes': ctx.per_spike(rows)})
 
     def read(self, ctx) -> None:
         inject_extension(ctx.analyzer, self.name, {}, {'amplitudes': ctx.x[f'{self.name}/data'][:][ctx.order]})
@@ -273,10 +365,20 @@ class SpikeLocations(_PerSpike):
     needs_templates = True
 
     def build(self, ctx: BuildContext) -> None:
-        x = _unit_x(ctx.probe, ctx.dense)
-        loc = np.zeros(ctx.vector.size, dtype=[('x', 'float32'), ('y', 'float32')])
-        loc['x'] = x.astype(np.float32)[ctx.vector['unit_index']] if ctx.probe.n_clusters else 0
-        loc['y'] = ctx.per_spike(np.asarray(ctx.probe.spikes['depths']), np.float32)
+        x = _unit_x(ctx.probe, ctx.dense).astype(np.float32)
+        depths, units = np.asarray(ctx.probe.spikes['depths']), ctx.units
+
+        def make(i) -> np.ndarray:  # x of the spike's unit, y its ALF depth
+            y = depths[ctx.alf(i)]
+            out = np.empty((y.shape[0], 2), dtype=np.float32)
+            out[:, 0], out[:, 1] = x[units[i]], y
+            return out
+
+        rows = SpikeRows(ctx.n_spikes, (2,), np.float32, make)
+        if ctx.stream:
+            return ctx.inject(self.name, dict(_SPIKE_LOCATION_PARAMS), {'spike_locations': rows})
+        loc = np.zeros(ctx.n_spikes, dtype=[('x', 'float32'), ('y', 'float32')])  # SpikeInterface's records
+        rows.materialise(loc.view(np.float32).reshape(-1, 2))
         inject_extension(ctx.analyzer, self.name, dict(_SPIKE_LOCATION_PARAMS), {'spike_locations': loc})
 
     def read(self, ctx) -> None:
@@ -294,12 +396,13 @@ class UnitLocations(Extension):
 
     def build(self, ctx: BuildContext) -> None:
         xy = np.c_[_unit_x(ctx.probe, ctx.dense), np.asarray(ctx.probe.clusters['depths'], dtype=float)]
-        inject_extension(ctx.analyzer, self.name, {'method': 'alf'}, {'unit_locations': xy})
+        ctx.inject(self.name, {'method': 'alf'}, {'unit_locations': xy})
 
     def write(self, ctx) -> None:
         from ndx_spikesorting import UnitLocations as NWBUnitLocations
 
-        ctx.ext[self.name] = NWBUnitLocations(data=np.asarray(ctx.analyzer.get_extension(self.name).get_data()))
+        ctx.ext[self.name] = NWBUnitLocations(data=np.asarray(extension_array(ctx.analyzer, self.name,
+                                                                              'unit_locations')))
 
     def read(self, ctx) -> None:
         inject_extension(ctx.analyzer, self.name, {'method': 'alf'},
@@ -315,9 +418,12 @@ class _Histogram(Extension):
     def write(self, ctx) -> None:
         import ndx_spikesorting
 
-        counts, edges = ctx.analyzer.get_extension(self.name).get_data()
+        counts = extension_array(ctx.analyzer, self.name, self.data_key)
+        edges = extension_array(ctx.analyzer, self.name, 'bins')
+        data = ctx.row_blocks(counts) if isinstance(counts, CorrelogramRows) else \
+            ctx.data(ctx.histogram_counts(counts), chunk=None)
         ctx.ext[self.name] = getattr(ndx_spikesorting, self.nwb_class)(
-            data=ctx.data(ctx.histogram_counts(counts), chunk=None), bin_edges=np.asarray(edges, dtype=np.float64))
+            data=data, bin_edges=np.asarray(edges, dtype=np.float64))
 
     def read(self, ctx) -> None:
         edges = ctx.x[f'{self.name}/bin_edges'][:]
@@ -334,8 +440,10 @@ class Correlograms(_Histogram):
 
     def build(self, ctx: BuildContext) -> None:
         p = {'window_ms': 50.0, 'bin_ms': 1.0, 'method': 'auto', 'fast_mode': 'auto'} | ctx.params[self.name]
-        ccg, bins = correlograms(ctx.vector, ctx.probe.n_clusters, ctx.fs, p['window_ms'], p['bin_ms'])
-        inject_extension(ctx.analyzer, self.name, p, {'ccgs': ccg, 'bins': bins})
+        rows = CorrelogramRows(ctx.samples, ctx.units, ctx.probe.n_clusters, ctx.fs, p['window_ms'], p['bin_ms'],
+                               by_unit=ctx.by_unit)
+        # streaming: rows are counted as the writer compresses them, the whole array never exists
+        ctx.inject(self.name, p, {'ccgs': rows if ctx.stream else rows.all(), 'bins': rows.bins})
 
 
 class ISIHistograms(_Histogram):
@@ -348,8 +456,9 @@ class ISIHistograms(_Histogram):
         if not 1e3 / ctx.fs <= p['bin_ms'] <= p['window_ms']:
             raise AlfNwbError(f'insertion {ctx.probe.provenance.pid}: isi_histograms bin_ms {p["bin_ms"]} must be '
                               f'between the sampling period ({1e3 / ctx.fs:.3g} ms) and window_ms {p["window_ms"]}')
-        counts, bins = isi_histograms(ctx.vector, ctx.probe.n_clusters, ctx.fs, p['window_ms'], p['bin_ms'])
-        inject_extension(ctx.analyzer, self.name, p, {'isi_histograms': counts, 'bins': bins})
+        counts, bins = isi_histograms(ctx.samples, ctx.units, ctx.probe.n_clusters, ctx.fs, p['window_ms'],
+                                      p['bin_ms'], order=ctx.by_unit[0])
+        ctx.inject(self.name, p, {'isi_histograms': counts, 'bins': bins})
 
 
 _SIMILARITY_PARAMS = {'method': 'cosine', 'max_lag_ms': 0.0, 'support': 'union'}
@@ -361,14 +470,13 @@ class TemplateSimilarity(Extension):
     params = {'method': 'cosine'}
 
     def build(self, ctx: BuildContext) -> None:
-        inject_extension(ctx.analyzer, self.name, dict(_SIMILARITY_PARAMS),
-                         {'similarity': cosine_similarity(ctx.dense)})
+        ctx.inject(self.name, dict(_SIMILARITY_PARAMS), {'similarity': cosine_similarity(ctx.dense)})
 
     def write(self, ctx) -> None:
         from ndx_spikesorting import TemplateSimilarity as NWBTemplateSimilarity
 
         ctx.ext[self.name] = NWBTemplateSimilarity(
-            data=ctx.data(np.asarray(ctx.analyzer.get_extension(self.name).get_data()), chunk=None))
+            data=ctx.data(np.asarray(extension_array(ctx.analyzer, self.name, 'similarity')), chunk=None))
 
     def read(self, ctx) -> None:
         inject_extension(ctx.analyzer, self.name, dict(_SIMILARITY_PARAMS),
@@ -386,10 +494,10 @@ class QualityMetrics(Extension):
 
     def build(self, ctx: BuildContext) -> None:
         metrics = ctx.probe.cluster_metrics()
-        inject_extension(ctx.analyzer, self.name, self._params(metrics.columns), {'metrics': metrics})
+        ctx.inject(self.name, self._params(metrics.columns), {'metrics': metrics})
 
     def write(self, ctx) -> None:
-        ctx.units_metrics = ctx.metrics_table(self.name, ctx.analyzer.get_extension(self.name).get_data())
+        ctx.units_metrics = ctx.metrics_table(self.name, extension_array(ctx.analyzer, self.name, 'metrics'))
 
     def read(self, ctx) -> None:
         import pandas as pd

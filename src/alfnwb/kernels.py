@@ -6,12 +6,14 @@ builders share them, so that spikes are grouped the same way everywhere.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .errors import AlfNwbError
 
 __all__ = ['group_spikes', 'label_counts', 'stable_order', 'spike_vector', 'vector_order', 'in_vector_order', 'uniform_random_spikes',
-           'isi_histograms', 'correlogram_bins', 'correlograms', 'cosine_similarity']
+           'isi_histograms', 'correlogram_bins', 'CorrelogramRows', 'correlograms', 'cosine_similarity']
 
 #: Spikes handled at once by the block-wise kernels: their temporaries stay a few tens of MB.
 BLOCK = 1 << 20
@@ -141,7 +143,8 @@ def _vector(samples: np.ndarray, units: np.ndarray, order: np.ndarray | None) ->
     return vector
 
 
-def uniform_random_spikes(units: np.ndarray, n_units: int, max_per_unit: int, seed: int | None) -> np.ndarray:
+def uniform_random_spikes(units: np.ndarray, n_units: int, max_per_unit: int, seed: int | None,
+                          grouped: tuple | None = None) -> np.ndarray:
     """SpikeInterface's ``random_spikes_selection(method='uniform')``, without its numba kernels.
 
     The same draws in the same order (one ``Generator.choice`` per unit, on the unit's spike count:
@@ -156,6 +159,8 @@ def uniform_random_spikes(units: np.ndarray, n_units: int, max_per_unit: int, se
     n_units : int
     max_per_unit : int
     seed : int or None
+    grouped : tuple of numpy.ndarray, optional
+        :func:`group_spikes` of ``units``, when the caller has it.
 
     Returns
     -------
@@ -165,8 +170,8 @@ def uniform_random_spikes(units: np.ndarray, n_units: int, max_per_unit: int, se
     >>> uniform_random_spikes(np.array([0, 1, 0, 0, 1]), 2, 2, seed=0).tolist()
     [1, 2, 3, 4]
     """
-    order = stable_order(units, n_units)
-    counts = label_counts(units, n_units)
+    order, ends = grouped if grouped is not None else group_spikes(units, n_units)
+    counts = np.diff(np.r_[0, ends])
     starts = np.cumsum(counts) - counts
     rng = np.random.default_rng(seed=seed)
     picks = [start + rng.choice(count, size=min(max_per_unit, count), replace=False, shuffle=False)
@@ -174,9 +179,12 @@ def uniform_random_spikes(units: np.ndarray, n_units: int, max_per_unit: int, se
     return np.sort(order[np.concatenate(picks)] if picks else np.zeros(0, np.int64)).astype(np.int64)
 
 
-def isi_histograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float = 50.0,
-                   bin_ms: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def isi_histograms(samples: np.ndarray, units: np.ndarray, n_units: int, fs: float, window_ms: float = 50.0,
+                   bin_ms: float = 1.0, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """SpikeInterface's ISI histograms (``compute_isi_histograms_numpy``), for all units at once.
+
+    ``samples`` and ``units`` are in spike-vector order; ``order`` is :func:`stable_order` of the
+    units when the caller has it.
 
     Returns
     -------
@@ -185,8 +193,8 @@ def isi_histograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float
     bins : numpy.ndarray
         Bin edges in ms.
 
-    >>> v = spike_vector(np.array([0, 30, 90, 95]), np.array([0, 0, 0, 1]))[0]
-    >>> isi_histograms(v, 2, 30000.0, window_ms=3.0, bin_ms=1.0)[0].tolist()
+    >>> isi_histograms(np.array([0, 30, 90, 95]), np.array([0, 0, 0, 1]), 2, 30000.0, window_ms=3.0,
+    ...                bin_ms=1.0)[0].tolist()
     [[0, 1, 1], [0, 0, 0]]
     """
     window = int(round(fs * window_ms * 1e-3))
@@ -194,15 +202,14 @@ def isi_histograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float
     window -= window % size
     bins = np.arange(0, window + size, size)
     n_bins = bins.size - 1
-    units = vector['unit_index']
-    order = stable_order(units, n_units)  # spikes of a unit keep their time order
+    order = stable_order(units, n_units) if order is None else order  # spikes of a unit keep their time order
     counts = np.zeros(n_units * n_bins, dtype=np.int64)
     for a in range(0, max(order.size - 1, 0), BLOCK):  # consecutive pairs of the grouped spikes, a block at a time
         o = order[a:a + BLOCK + 1]
-        samples, grouped = vector['sample_index'][o], units[o]
+        s, grouped = np.asarray(samples[o], dtype=np.int64), units[o]
         same = grouped[1:] == grouped[:-1]
-        isi = (samples[1:] - samples[:-1])[same]
-        unit = grouped[1:][same]
+        isi = (s[1:] - s[:-1])[same]
+        unit = grouped[1:][same].astype(np.int64)
         # np.histogram's bins: [b_i, b_i+1), the last one closed
         keep = (isi >= 0) & (isi <= window)
         idx = np.minimum(isi[keep] // size, n_bins - 1)
@@ -224,96 +231,162 @@ _CCG_KERNEL = None
 
 
 def _ccg_kernel():
-    """A numba kernel over the spikes of each unit (compiled on first use, cached on disk)."""
+    """A numba kernel filling the correlogram rows of a range of units (compiled on first use, cached on disk)."""
     global _CCG_KERNEL
     if _CCG_KERNEL is None:
         import numba
 
-        @numba.njit(cache=True, nogil=True, parallel=True)
-        def kernel(ccg, samples, units, by_unit, starts, schedule, n_threads, window, size, half):
+        @numba.njit(cache=True, nogil=True)
+        def kernel(ccg, samples, units, by_unit, starts, first, window, size, half):
             n = samples.size
-            # each thread takes every n_threads-th unit of a heaviest-first schedule: units own
-            # disjoint rows of the counts, so threads never write the same memory
-            for t in numba.prange(n_threads):
-                for p in range(t, schedule.size, n_threads):
-                    ui = schedule[p]
-                    for k in range(starts[ui], starts[ui + 1]):
-                        i = by_unit[k]
-                        ti = samples[i]
-                        # later spikes j: lag t_i - t_j = -d, kept up to -W (SpikeInterface keeps -W <= lag < W)
-                        for j in range(i + 1, n):
-                            d = samples[j] - ti  # >= 0: the spike vector is sorted by sample
-                            if d > window:
-                                break
-                            ccg[ui, units[j], half + (-d) // size] += 1
-                        # earlier spikes j: lag d >= 0, kept below W. Every pair is seen from both of its
-                        # spikes, each writing its own unit's row: one counts array, no transpose to add
-                        for j in range(i - 1, -1, -1):
-                            d = ti - samples[j]
-                            if d >= window:
-                                break
-                            ccg[ui, units[j], half + d // size] += 1
+            # row r is unit first + r: its spikes, in time order, each scanning its neighbours in time
+            for r in range(ccg.shape[0]):
+                ui = first + r
+                for k in range(starts[ui], starts[ui + 1]):
+                    i = by_unit[k]
+                    ti = samples[i]
+                    # later spikes j: lag t_i - t_j = -d, kept up to -W (SpikeInterface keeps -W <= lag < W)
+                    for j in range(i + 1, n):
+                        d = samples[j] - ti  # >= 0: spikes are sorted by sample
+                        if d > window:
+                            break
+                        ccg[r, units[j], half + (-d) // size] += 1
+                    # earlier spikes j: lag d >= 0, kept below W. Every pair is seen from both of its spikes,
+                    # each writing its own unit's row: rows are independent, one block of them at a time
+                    for j in range(i - 1, -1, -1):
+                        d = ti - samples[j]
+                        if d >= window:
+                            break
+                        ccg[r, units[j], half + d // size] += 1
 
         _CCG_KERNEL = kernel
     return _CCG_KERNEL
 
 
-def correlograms(vector: np.ndarray, n_units: int, fs: float, window_ms: float = 50.0,
-                 bin_ms: float = 1.0, max_numpy_pairs: int = 2_000_000) -> tuple[np.ndarray, np.ndarray]:
-    """All auto- and cross-correlograms, equal to SpikeInterface's ``compute_correlograms``.
+def _cores() -> int:
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)
 
-    SpikeInterface's kernel visits every ordered pair of spikes in time order, each count a
-    random access into a (units x units x bins) array far larger than the CPU caches. This one
-    visits the spikes unit by unit, so that all writes of a unit land in its own row, and spreads
-    the units over the CPU cores (numba threads; rows are disjoint, no locks): the same counts,
-    many times faster on a full probe (see docs/performance.md). Beside the counts it holds only the
-    by-unit order of the spikes and contiguous copies of their samples and units (16 bytes a spike).
+
+class CorrelogramRows:
+    """All auto- and cross-correlograms, equal to SpikeInterface's ``compute_correlograms``, made a
+    block of rows (units) at a time.
+
+    SpikeInterface's kernel visits every ordered pair of spikes in time order, each count a random
+    access into a (units x units x bins) array far larger than the CPU caches. This one visits the
+    spikes unit by unit, so that all counts of a unit land in its own row: rows are independent, and
+    a block of them is made on demand (:meth:`read`). A file writer compresses blocks of rows on
+    several threads as they are made, and the whole array (0.2 GB at 1000 units, 0.8 GB at 2000)
+    never exists; :meth:`all` makes it at once, on threads. Beside the counts it holds the spikes'
+    by-unit order; samples and units are used in place when they are contiguous int64 / (u)int32.
 
     Parameters
     ----------
-    vector : numpy.ndarray
-        A SpikeInterface spike vector (``sample_index``, ``unit_index``), sorted by sample.
+    samples, units : numpy.ndarray
+        Sample and unit index of each spike, in spike-vector order (sorted by sample).
     n_units : int
     fs : float
         Sampling frequency, Hz.
     window_ms, bin_ms : float
         Full window and bin width, as SpikeInterface's parameters.
+    by_unit : tuple of numpy.ndarray, optional
+        :func:`group_spikes` of ``units``, when the caller has it already.
     max_numpy_pairs : int
         Up to this many spikes and spike pairs within the window, vectorised numpy (no numba kernel to
         load or dispatch); beyond, the numba kernel. Both give the same counts.
 
-    Returns
-    -------
-    ccgs : numpy.ndarray
-        (n_units, n_units, n_bins) int32; ``ccgs[a, b, k]`` counts pairs whose lag
-        ``t_a - t_b`` falls in bin k.
+    Attributes
+    ----------
+    shape : tuple
+        (n_units, n_units, n_bins); ``ccgs[a, b, k]`` counts pairs whose lag ``t_a - t_b`` falls in bin k.
+    dtype : numpy.dtype
+        int32: a count is at most (spikes of a unit) x (samples per bin), far below 2**31.
     bins : numpy.ndarray
         Bin edges, ms.
     """
-    bins, window, size = correlogram_bins(fs, window_ms, bin_ms)
-    half = (bins.size - 1) // 2
-    samples = np.asarray(vector['sample_index'])
-    # a small probe's pairs within the window fit in memory, and numpy skips loading the numba kernel from its
-    # cache; counting the pairs costs two per-spike arrays, so a probe with more spikes than that goes to numba
-    if samples.size <= max_numpy_pairs:
-        ends = np.searchsorted(samples, samples + window, side='right')
-        if int((ends - np.arange(samples.size) - 1).sum()) <= max_numpy_pairs:
-            return _correlograms_numpy(samples, np.asarray(vector['unit_index']), ends, n_units, bins.size - 1,
-                                       window, size, half), bins
-    # int32: a count is at most (spikes of a unit) x (samples per bin), far below 2**31
-    ccg = np.zeros((n_units, n_units, bins.size - 1), dtype=np.int32)
-    if vector.size:
-        import numba
 
-        # contiguous copies of the two fields the inner loop reads (12 bytes a spike, for the kernel's time
-        # only): 15 % faster than reading them in place from the 24-byte records
-        units = np.ascontiguousarray(vector['unit_index'], dtype=np.int32 if n_units < 1 << 31 else np.int64)
-        counts = label_counts(units, n_units)
-        starts = np.r_[0, np.cumsum(counts)].astype(np.int64)
-        schedule = np.argsort(-counts, kind='stable').astype(np.int64)
-        _ccg_kernel()(ccg, np.ascontiguousarray(samples, dtype=np.int64), units, stable_order(units, n_units), starts,
-                      schedule, numba.get_num_threads(), window, size, half)
-    return ccg, bins
+    def __init__(self, samples: np.ndarray, units: np.ndarray, n_units: int, fs: float, window_ms: float = 50.0,
+                 bin_ms: float = 1.0, by_unit: tuple | None = None, max_numpy_pairs: int = 2_000_000):
+        self.bins, self.window, self.size = correlogram_bins(fs, window_ms, bin_ms)
+        self.half = (self.bins.size - 1) // 2
+        self.shape, self.dtype = (n_units, n_units, self.bins.size - 1), np.dtype(np.int32)
+        self._small = None
+        samples, units = np.asarray(samples), np.asarray(units)
+        # a small probe's pairs within the window fit in memory, and numpy skips loading the numba kernel from
+        # its cache; counting the pairs costs two per-spike arrays, so a probe with more spikes goes to numba
+        if samples.size <= max_numpy_pairs:
+            ends = np.searchsorted(samples, samples + self.window, side='right')
+            if int((ends - np.arange(samples.size) - 1).sum()) <= max_numpy_pairs:
+                self._small = _correlograms_numpy(samples, units, ends, n_units, self.shape[2], self.window,
+                                                  self.size, self.half)
+                return
+        self.samples = _contiguous(samples, (np.int64,), np.int64)
+        self.units = _contiguous(units, (np.int32, np.uint32), np.int32)
+        order, ends = by_unit if by_unit is not None else group_spikes(self.units, n_units)
+        self.by_unit = order
+        self.starts = np.r_[0, ends].astype(np.int64)
+
+    def read(self, first: int, stop: int) -> np.ndarray:
+        """The correlograms of units ``first`` to ``stop - 1`` against every unit: (rows, n_units, n_bins)."""
+        stop = min(stop, self.shape[0])
+        if self._small is not None:
+            return self._small[first:stop]
+        out = np.zeros((max(stop - first, 0),) + self.shape[1:], dtype=self.dtype)
+        if out.size and self.samples.size:
+            _ccg_kernel()(out, self.samples, self.units, self.by_unit, self.starts, first, self.window, self.size,
+                          self.half)
+        return out
+
+    def all(self, jobs: int | None = None) -> np.ndarray:
+        """Every row at once; blocks of about equal spike counts on ``jobs`` threads (default: the cores)."""
+        if self._small is not None:
+            return self._small
+        from concurrent.futures import ThreadPoolExecutor
+
+        jobs = jobs or _cores()
+        n = self.shape[0]
+        out = np.zeros(self.shape, dtype=self.dtype)
+        # 4 blocks a thread, cut where the spike count (the work) reaches each quarter's share
+        cuts = np.searchsorted(self.starts[1:], np.linspace(0, self.starts[-1], 4 * jobs + 1)[1:-1], side='right')
+        edges = np.unique(np.r_[0, cuts, n])
+
+        def fill(a: int, b: int) -> None:
+            if self.samples.size:
+                _ccg_kernel()(out[a:b], self.samples, self.units, self.by_unit, self.starts, a, self.window,
+                              self.size, self.half)
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(fill, edges[:-1], edges[1:]))
+        return out
+
+
+def _contiguous(a: np.ndarray, keep: tuple, dtype) -> np.ndarray:
+    """``a`` itself when contiguous and of a type in ``keep``, else a contiguous copy as ``dtype``."""
+    if a.flags.c_contiguous and a.dtype in [np.dtype(k) for k in keep]:
+        return a
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def correlograms(samples: np.ndarray, units: np.ndarray, n_units: int, fs: float, window_ms: float = 50.0,
+                 bin_ms: float = 1.0, max_numpy_pairs: int = 2_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """All auto- and cross-correlograms at once (:class:`CorrelogramRows`), equal to SpikeInterface's.
+
+    Returns
+    -------
+    ccgs : numpy.ndarray
+        (n_units, n_units, n_bins) int32; ``ccgs[a, b, k]`` counts pairs whose lag ``t_a - t_b``
+        falls in bin k.
+    bins : numpy.ndarray
+        Bin edges, ms.
+
+    >>> ccg, bins = correlograms(np.array([0, 30, 60]), np.array([0, 1, 0]), 2, 30000.0, window_ms=4.0)
+    >>> ccg[0, 1].tolist(), ccg[1, 0].tolist()
+    ([0, 1, 0, 1], [0, 1, 0, 1])
+    """
+    rows = CorrelogramRows(samples, units, n_units, fs, window_ms, bin_ms, max_numpy_pairs=max_numpy_pairs)
+    return rows.all(), rows.bins
 
 
 def _correlograms_numpy(samples: np.ndarray, units: np.ndarray, ends: np.ndarray, n_units: int, n_bins: int,
@@ -342,9 +415,14 @@ def cosine_similarity(dense: np.ndarray) -> np.ndarray:
     the same dot product and norms as on all channels, so one matrix product does it; SpikeInterface's
     numba kernel gives the same numbers but costs ~10 s of compilation in every new process.
     Products are taken in float64 blocks of units: no float64 copy of all templates.
+
+    >>> t = np.array([[[1.0, 0.0]], [[1.0, 1.0]]], dtype=np.float32)
+    >>> np.round(cosine_similarity(t), 3).tolist()
+    [[1.0, 0.707], [0.707, 1.0]]
     """
     flat = dense.reshape(dense.shape[0], -1)
-    n, step = flat.shape[0], 256
+    # blocks of about 16 MB in float64 (a full probe's templates are ~30 k values a unit)
+    n, step = flat.shape[0], max(1, min(256, (1 << 24) // max(flat.shape[1] * 8, 1)))
 
     def unit_block(a: int) -> np.ndarray:
         block = flat[a:a + step].astype(np.float64)

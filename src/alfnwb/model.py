@@ -93,6 +93,18 @@ class ProbeData:
     clusters: dict
     channels: dict
     waveforms: dict | None = None
+    _by_cluster: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def by_cluster(self) -> tuple[np.ndarray, np.ndarray]:
+        """Spikes grouped by cluster, time order kept (:func:`alfnwb.kernels.group_spikes`), made once.
+
+        The units table and the analyzer share it: 4 bytes a spike held once, not once per user.
+        """
+        if self._by_cluster is None:
+            from .kernels import group_spikes
+
+            self._by_cluster = group_spikes(np.asarray(self.spikes['clusters']), self.n_clusters)
+        return self._by_cluster
 
     @property
     def n_clusters(self) -> int:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._compat import units_metrics_class
+from .._compat import extension_array, units_metrics_class
 from ..extensions import REGISTRY
 from ..kernels import group_spikes
-from .chunks import dataio, gather
+from .chunks import RowBlocks, dataio, gather
 
 __all__ = ['add_spike_sorting', 'CORRELOGRAM_DTYPES', 'WriteContext']
 
@@ -28,6 +28,8 @@ _ANCESTOR_WARNING = 'The linked table for DynamicTableRegion'
 #: Integer types tried for histogram counts, smallest first: the schema's ``int`` is at least 32 bits,
 #: and the maximum count decides (lossless); gzip with shuffle then squeezes the empty high bytes.
 CORRELOGRAM_DTYPES = (np.int32, np.int64)
+#: Bytes per chunk of a dataset made a block of rows at a time (correlograms: a few units' rows).
+ROW_CHUNK_BYTES = 1 << 21
 
 
 def _padded_channels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,8 +63,11 @@ class WriteContext:
         self.mask = analyzer.sparsity.mask if analyzer.sparsity is not None else \
             np.ones((self.n_units, n_channels), bool)
         self.channels, self.counts = _padded_channels(self.mask)
-        self.vector = analyzer.sorting.to_spike_vector()
-        self.order, self.ends = group_spikes(self.vector['unit_index'], self.n_units)
+        if hasattr(analyzer, 'spike_units'):  # alfnwb's StreamedAnalyzer: the units and their grouping at hand
+            self.units, (self.order, self.ends) = analyzer.spike_units, analyzer.by_unit
+        else:
+            self.units = analyzer.sorting.to_spike_vector()['unit_index']
+            self.order, self.ends = group_spikes(self.units, self.n_units)
         self.ext: dict = {}  # ndx-spikesorting objects by SpikeSortingExtensions field
         self.units_metrics = None
 
@@ -73,7 +78,7 @@ class WriteContext:
         unit by unit (the loop touches only the chosen spikes, never the spike train).
         """
         spikes = np.asarray(spikes, dtype=np.int64)
-        units = self.vector['unit_index'][spikes]
+        units = self.units[spikes]
         starts = np.r_[0, self.ends[:-1]]
         out = np.empty(spikes.size, dtype=np.int64)
         for unit in np.unique(units):
@@ -84,6 +89,15 @@ class WriteContext:
     def data(self, values, chunk: int | None = 1 << 18):
         """A large dataset, chunked and compressed."""
         return dataio(values, self.compression, chunk=chunk)
+
+    def row_blocks(self, rows):
+        """A dataset made a block of rows at a time by ``rows.read(start, stop)`` (``shape``, ``dtype``):
+        compressed in parallel as the blocks are made, in chunks of about :data:`ROW_CHUNK_BYTES`."""
+        chunk_bytes = ROW_CHUNK_BYTES
+        tail = tuple(rows.shape[1:])
+        per_row = max(int(np.prod(tail, dtype=np.int64)) * np.dtype(rows.dtype).itemsize, 1)
+        chunk = max(1, min(chunk_bytes // per_row, rows.shape[0]))
+        return RowBlocks(rows.shape[0], tail, rows.dtype, rows.read, block=chunk).dataio(self.compression, chunk)
 
     def region(self, rows, description: str):
         """Rows of the file's electrodes table."""
@@ -110,8 +124,8 @@ class WriteContext:
 
     def random_selection(self):
         """Random spikes (spike-vector indices), their units, their by-unit order and ragged ends."""
-        sel = self.analyzer.get_extension('random_spikes').get_data()
-        sel_units = self.vector['unit_index'][sel]
+        sel = extension_array(self.analyzer, 'random_spikes', 'random_spikes_indices')
+        sel_units = self.units[sel]
         sel_order, sel_ends = group_spikes(sel_units, self.n_units)
         return sel, sel_units, sel_order, sel_ends
 

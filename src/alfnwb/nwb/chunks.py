@@ -170,7 +170,8 @@ def dataio(data, compression: str | None, chunk: int | None = 1 << 18):
 def gather(pieces: list, compression: str | None, chunk: int = 1 << 18):
     """Data for a dataset holding ``concatenate([a[order] for a, order in pieces])``, gathered block by
     block as it is compressed."""
-    pieces = [(np.asarray(a), np.asarray(o)) for a, o in pieces]
+    # arrays, or row producers indexed like them (alfnwb.extensions.SpikeRows)
+    pieces = [(a if hasattr(a, 'shape') and hasattr(a, 'dtype') else np.asarray(a), np.asarray(o)) for a, o in pieces]
     if compression is None or not sum(o.size for _, o in pieces):
         return np.concatenate([a[o] for a, o in pieces]) if len(pieces) > 1 else pieces[0][0][pieces[0][1]]
     order = np.concatenate([o for _, o in pieces]) if len(pieces) > 1 else pieces[0][1]

@@ -12,7 +12,6 @@ import warnings
 import numpy as np
 
 from ..errors import DataWarning
-from ..kernels import group_spikes
 from ..model import ProbeData
 from . import layout
 from .chunks import dataio, gather
@@ -79,7 +78,7 @@ def _info_columns(probe: ProbeData, offset: int, regions: dict) -> dict[str, np.
 def _spike_pieces(probe: ProbeData) -> tuple[dict, np.ndarray]:
     """(array, order) pairs of each per-spike column (gathered block by block while writing) and the ends."""
     sp = probe.spikes
-    order, ends = group_spikes(np.asarray(sp['clusters']), probe.n_clusters)
+    order, ends = probe.by_cluster()
     pieces = {}
     for col in layout.UNITS.ragged:
         key = col.alf.split('.', 1)[1]
