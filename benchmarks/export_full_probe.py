@@ -436,8 +436,10 @@ def parse_sizes(text: str | None, spikes: float, units: int) -> list[tuple[int, 
 
 def size_record(probe: dict, cache_dir: Path, synth_s: float) -> dict:
     """What the JSON keeps of a synthesized probe (its ``sizes``)."""
+    # what an export loads: the four arrays and spikes.samples (int64); probes synthesized before it was recorded
+    loaded = probe.get('alf_bytes_loaded', probe['alf_bytes'] + 8 * probe['spikes'])
     return {k: probe[k] for k in ('spikes', 'units', 'channels', 'duration_s', 'alf_bytes', 'alf_bytes_all_spikes',
-                                  'pid')} | {'cache_dir': str(cache_dir), 'synth_s': synth_s}
+                                  'pid')} | {'alf_bytes_loaded': loaded, 'cache_dir': str(cache_dir), 'synth_s': synth_s}
 
 
 def run_extra_sizes(args, sizes, env: dict, run_dir: Path) -> list[dict]:
@@ -663,9 +665,9 @@ def _md_sizes(res: dict) -> list[str]:
         return []
     lines = ['', '### Sizes', '', 'The floors, core and default at each size (fresh processes; wall time the median '
              'of the size\'s runs, peak RSS the largest):', '',
-             '| size | ALF MB | variant | wall s | x floor_imports | peak RSS GB | RSS / ALF bytes | output MB '
-             '| runs |',
-             '|---|---:|---|---:|---:|---:|---:|---:|---|']
+             '| size | ALF MB | variant | wall s | x floor_imports | peak RSS GB | RSS / ALF bytes | RSS / loaded ALF '
+             'bytes | output MB | runs |',
+             '|---|---:|---|---:|---:|---:|---:|---:|---:|---|']
     for size in sizes:
         s, v = size['sizes'], size['variants']
         base = v.get('floor_imports', {}).get('wall_s_median')
@@ -677,7 +679,9 @@ def _md_sizes(res: dict) -> list[str]:
             lines.append(f'| {_size_label(s)} | {s["alf_bytes"] / 1e6:.0f} | {name} | {_fmt(wall, ".1f")} | '
                          f'{_fmt(wall / base if wall and base else None, ".2f")} | '
                          f'{_fmt(rss / 1e9 if rss else None)} | '
-                         f'{_fmt(rss / s["alf_bytes"] if rss else None)} | {_fmt(out / 1e6 if out else None, ".0f")} | '
+                         f'{_fmt(rss / s["alf_bytes"] if rss else None)} | '
+                         f'{_fmt(rss / s["alf_bytes_loaded"] if rss and s.get("alf_bytes_loaded") else None)} | '
+                         f'{_fmt(out / 1e6 if out else None, ".0f")} | '
                          f'{sum(x["returncode"] == 0 for x in d["runs"])}/{len(d["runs"])} |')
     return lines
 
@@ -836,7 +840,9 @@ re-renders the document. `tests/test_benchmark_smoke.py` runs it all on tiny pro
   the driver synthesizes in a child process and stays small (its peak RSS is in the JSON,
   `driver_peak_rss_bytes`, far below any variant's).
 - "ALF bytes" is the in-memory size of the four ALF spike arrays the floor moves (`spikes.times`,
-  `spikes.clusters`, `spikes.amps`, `spikes.depths`: 24 bytes per spike).
+  `spikes.clusters`, `spikes.amps`, `spikes.depths`: 24 bytes per spike); the targets are against
+  them. "Loaded ALF bytes" adds `spikes.samples` (int64), which every export loads as well: 32 bytes
+  per spike.
 - `alfnwb export` writes per-spike datasets with gzip by default; the floors and the peer (a plain
   `NWBHDF5IO` write) are uncompressed. `core_uncompressed` shows what the compression costs.
 - After the timed runs, one instrumented run each of core and default (`benchmarks/alfnwb_phases.py`)

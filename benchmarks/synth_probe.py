@@ -222,6 +222,8 @@ def write_probe_cache(cache_dir: str | Path, probes: list[tuple[int, int]], n_ch
         out.append({'pid': pid, 'eid': eid, 'alf_dir': str(folder), 'spikes': int(n_spikes), 'units': int(n_units),
                     'channels': int(n_channels), 'duration_s': duration,
                     'alf_bytes': int(sum(spikes[k].nbytes for k in ('times', 'clusters', 'amps', 'depths'))),
+                    'alf_bytes_loaded': int(sum(spikes[k].nbytes for k in ('times', 'clusters', 'amps', 'depths',
+                                                                            'samples'))),
                     'alf_bytes_all_spikes': int(sum(v.nbytes for v in spikes.values()))})
         del spikes, clusters
 

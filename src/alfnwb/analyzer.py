@@ -8,7 +8,11 @@ only the sorting or the templates is computed: ``random_spikes``, ``correlograms
 ``noise_levels`` and ``principal_components`` are computed from the traces. How each extension is
 made is its entry in :mod:`alfnwb.extensions`; this module sets up the analyzer and runs them.
 
-The analyzer is in memory and knows no NWB: :mod:`alfnwb.nwb.analyzer` writes it.
+The analyzer is in memory and knows no NWB: :mod:`alfnwb.nwb.analyzer` writes it. An export asks
+for a :class:`~alfnwb.extensions.StreamedAnalyzer` instead (``stream=True``): the same extensions,
+but the spike-sized and pair-sized ones (amplitudes, locations, correlograms) are made from the ALF
+arrays a block at a time while the file is written, and SpikeInterface's spike vector (24 bytes a
+spike) is never built; the file is byte-equal.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ What each extension becomes is its ``write`` step in :mod:`alfnwb.extensions`; t
 those steps the NWB helpers (:class:`WriteContext`) and assembles the container.
 
 Per-spike data (amplitudes, locations) is stored per unit in the order of that unit's
-``spike_times`` (SpikeInterface's spike vector regrouped with a *stable* sort).
+``spike_times`` (SpikeInterface's spike vector regrouped with a *stable* sort). The analyzer is
+SpikeInterface's, or an export's :class:`~alfnwb.extensions.StreamedAnalyzer`, whose per-spike rows
+and correlogram rows are produced as their chunks are compressed.
 """
 
 from __future__ import annotations
