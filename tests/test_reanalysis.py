@@ -241,27 +241,40 @@ def test_http_source_reads_a_fraction_of_the_file(tmp_path, capsys):
         server.shutdown()
 
 
-def _cli(*args):
+def _process(*args):
+    """A command as its own process (plots: a fresh matplotlib, whatever this process set)."""
     return subprocess.run([sys.executable, '-m', 'alfnwb.cli', '--quiet', *args], capture_output=True, text=True)
 
 
-def test_cli_catalog_and_units(dandiset, tmp_path):
+def _cli(capsys, *args):
+    """A command through ``main`` in this process (no interpreter start-up)."""
+    from types import SimpleNamespace
+
+    from alfnwb.cli import main
+
+    capsys.readouterr()
+    code = main(['--quiet', *args])
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+
+def test_cli_catalog_and_units(dandiset, tmp_path, capsys):
     ds = tmp_path / 'ds'
     shutil.copytree(dandiset, ds)
-    r = _cli('catalog', str(ds), '--output', str(tmp_path / 'cat.parquet'))
+    r = _cli(capsys, 'catalog', str(ds), '--output', str(tmp_path / 'cat.parquet'))
     assert r.returncode == 0 and '6 read' in r.stdout
-    r = _cli('units', str(tmp_path / 'cat.parquet'), '--region', 'Isocortex', '--mapping', 'Beryl',
+    r = _cli(capsys, 'units', str(tmp_path / 'cat.parquet'), '--region', 'Isocortex', '--mapping', 'Beryl',
              '--min-label', '1')
     assert r.returncode == 0, r.stderr
     expected = read_units(ds, region='Isocortex', mapping='Beryl', min_label=1)
     assert f'{len(expected)} units in' in r.stdout
     for b in set(expected['beryl_acronym']):
         assert b in r.stdout
-    r = _cli('units', str(ds), '--region', 'TH,HPF', '-o', str(tmp_path / 'u.csv'))
+    r = _cli(capsys, 'units', str(ds), '--region', 'TH,HPF', '-o', str(tmp_path / 'u.csv'))
     assert r.returncode == 0
     got = pd.read_csv(tmp_path / 'u.csv')
     assert len(got) == len(read_units(ds, region=['TH', 'HPF']))
-    r = _cli('units', str(ds), '--region', 'Nowhere')
+    r = _cli(capsys, 'units', str(ds), '--region', 'Nowhere')
     assert r.returncode == 1 and "'Nowhere' is not an Allen acronym" in r.stderr
 
 
@@ -269,11 +282,11 @@ def test_cli_plots(dandiset, tmp_path):
     from matplotlib.image import imread
 
     f = next(dandiset.glob('sub-*/*probe00*.nwb'))
-    r = _cli('plot', 'probe', str(f), '-o', str(tmp_path / 'p.png'), '--x', 'firing_rate')
+    r = _process('plot', 'probe', str(f), '-o', str(tmp_path / 'p.png'), '--x', 'firing_rate')
     assert r.returncode == 0, r.stderr
     assert imread(tmp_path / 'p.png').shape[:2] == (1000, 800)
-    r = _cli('plot', 'regions', str(dandiset), '-o', str(tmp_path / 'r.png'), '--mapping', 'Beryl')
+    r = _process('plot', 'regions', str(dandiset), '-o', str(tmp_path / 'r.png'), '--mapping', 'Beryl')
     assert r.returncode == 0, r.stderr
     assert imread(tmp_path / 'r.png').shape[:2] == (800, 800)
-    r = _cli('plot', 'probe', str(tmp_path / 'missing.nwb'), '-o', str(tmp_path / 'x.png'))
+    r = _process('plot', 'probe', str(tmp_path / 'missing.nwb'), '-o', str(tmp_path / 'x.png'))
     assert r.returncode == 8 and not (tmp_path / 'x.png').exists()
