@@ -114,7 +114,13 @@ def test_analyzer_read_back_equals_alf(synth, one_plain, session_export, probe_i
     np.testing.assert_array_equal(per_unit, np.minimum(np.bincount(clusters, minlength=n), 100))
 
 
-def test_template_similarity_equals_spikeinterface(synth, session_export):
+def test_template_similarity_equals_spikeinterface(synth, session_export, monkeypatch):
+    from spikeinterface.postprocessing import template_similarity
+
+    # SpikeInterface's own numpy version of its similarity kernel (the numba one, the same numbers, is
+    # compiled anew in each process: ~15 s); private name, spikeinterface 0.105
+    monkeypatch.setattr(template_similarity, '_compute_similarity_matrix',
+                        template_similarity._compute_similarity_matrix_numpy)
     sa = read_sorting_analyzer(session_export.path, probe='probe00')
     stored = sa.get_extension('template_similarity').get_data().copy()
     sa.compute('template_similarity', method='cosine', max_lag_ms=0, support='union')

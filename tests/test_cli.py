@@ -29,10 +29,11 @@ class Result:
 
 
 def test_synth_export_info(tmp_path, capsys):
-    """The first export runs as its own process (exit code and output of the real command); the other
+    """The export runs as its own process (exit code and output of the real command); the other
     commands run through ``main`` in this process: the same code from the parsed arguments on."""
     cache = tmp_path / 'cache'
-    r = run('--quiet', 'synth', '--cache-dir', str(cache), '--seed', '5', '--units', '8', '--duration', '30')
+    r = Result(['--quiet', 'synth', '--cache-dir', str(cache), '--seed', '5', '--units', '8', '--duration', '30'],
+               capsys)
     assert r.returncode == 0, r.stderr
     pid = r.stdout.split('pid ')[1].split()[0]
     out = tmp_path / 'p.nwb'

@@ -398,7 +398,7 @@ def _check_valid(base, tmp_path, regions, case, extensions):
 # valid data round-trip
 
 
-@settings(max_examples=10, **COMMON)
+@settings(max_examples=7, **COMMON)
 @given(data=st.data())
 def test_valid_alf_roundtrips_exactly(base, geometry, regions, tmp_path, data):
     case = data.draw(session_alf(geometry, min_units=1), label='session')

@@ -85,7 +85,11 @@ def build_nwbfile(session: SessionData, metadata: dict | None = None, compressio
 def build_analyzers(one, session: SessionData, extensions=None, raw: bool = False,
                     extension_params: dict | None = None, n_jobs: int = 1,
                     progress: Callable[[str], None] | None = None) -> list:
-    """One SortingAnalyzer per probe of a loaded session (None for every probe if no extension is asked).
+    """One analyzer per probe of a loaded session (None for every probe if no extension is asked).
+
+    Each is what the writer needs: a :class:`~alfnwb.extensions.StreamedAnalyzer` (spike- and
+    pair-sized extensions made while the file is written), or SpikeInterface's ``SortingAnalyzer``
+    with raw data or IBL's waveforms (:func:`alfnwb.analyzer.build_analyzer`, ``stream=True``).
 
     Parameters
     ----------
@@ -104,6 +108,7 @@ def build_analyzers(one, session: SessionData, extensions=None, raw: bool = Fals
     Returns
     -------
     list
+        ``StreamedAnalyzer``, ``SortingAnalyzer`` or None, one per probe.
     """
     from .analyzer import build_analyzer, open_raw_recording, resolve_extensions
     from .loading import raw_ap_file
