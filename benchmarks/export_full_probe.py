@@ -467,7 +467,7 @@ def run_batch(args, env, run_dir) -> dict:
            'cpu_capacity': cpu_capacity(env)}
     log(f'CPU capacity for 2 processes: {out["cpu_capacity"]["capacity_cores"]} cores')
     for r in range(args.batch_repeat):
-        for mode in BATCH_MODES:
+        for mode in [m for m in BATCH_MODES if m in args.batch_modes.split(',')]:
             dandiset = run_dir / f'dandiset-{mode}'
             shutil.rmtree(dandiset, ignore_errors=True)
             cmd = batch_command(mode, cache_dir, pids_file, dandiset)
@@ -918,6 +918,8 @@ def parse_args(argv=None):
     p.add_argument('--batch-spikes', type=float, default=3e6, help='spikes per batch insertion')
     p.add_argument('--batch-units', type=int, default=400, help='units per batch insertion')
     p.add_argument('--batch-repeat', type=int, default=2)
+    p.add_argument('--batch-modes', default=','.join(BATCH_MODES),
+                   help='batch runs, from ' + ', '.join(BATCH_MODES) + ' (1 is the speed-ups\' baseline)')
     p.add_argument('--no-phases', action='store_true',
                    help='skip the instrumented runs showing where alfnwb spends its time')
     p.add_argument('--keep-outputs', action='store_true', help='keep the NWB files of the run in the workdir')

@@ -11,12 +11,18 @@ from alfnwb.loading import load_probe, raw_ap_file
 from alfnwb.readback import read_sorting_analyzer
 
 
+#: Noise levels from 4 random chunks of 500 ms, not SpikeInterface's 20: the synthetic raw band is 3 s long
+#: (20 chunks filter 3 times more samples than it has; the default parameters are the same code)
+NOISE = {'noise_levels': {'random_slices_kwargs': {'seed': 0, 'num_chunks_per_segment': 4}}}
+
+
 @pytest.fixture(scope='module')
 def raw_export(raw_synth, tmp_path_factory):
     from one.api import One
 
     one = One(cache_dir=raw_synth.cache_dir, mode='local')
-    return export(one, tmp_path_factory.mktemp('rawexport') / 'raw.nwb', eid=raw_synth.sessions[0].eid, raw=True)
+    return export(one, tmp_path_factory.mktemp('rawexport') / 'raw.nwb', eid=raw_synth.sessions[0].eid, raw=True,
+                  extension_params=NOISE)
 
 
 @pytest.mark.parametrize('probe_index', [0, 1])
@@ -36,7 +42,8 @@ def test_raw_extensions_read_back(raw_synth, raw_export, probe_index):
     # the same analyzer rebuilt now: what was written is what SpikeInterface computed, exactly
     recording = open_raw_recording(truth.raw_path, probe)
     assert recording.get_num_samples() == 90000 and recording.get_num_channels() == 384
-    made = build_analyzer(probe, ('waveforms', 'noise_levels', 'principal_components'), recording=recording)
+    made = build_analyzer(probe, ('waveforms', 'noise_levels', 'principal_components'), recording=recording,
+                          extension_params=NOISE)
     assert back.get_total_samples() == 90000
     np.testing.assert_array_equal(back.get_extension('random_spikes').get_data(),
                                   made.get_extension('random_spikes').get_data())

@@ -32,7 +32,7 @@ def bench(tmp_path_factory):
            '--repeat', '1', '--cli-repeat', '1',
            '--variants', 'floor,floor_imports,core,default,peer', '--workdir', str(tmp / 'work'),
            '--batch', '--batch-insertions', str(BATCH_INSERTIONS), '--batch-spikes', '1e5', '--batch-units', '20',
-           '--batch-repeat', '1', '--output', str(doc), '--keep-outputs', '--no-phases']
+           '--batch-repeat', '1', '--batch-modes', '1,dask2', '--output', str(doc), '--keep-outputs', '--no-phases']
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(doc.with_suffix('.json').read_text()), doc
@@ -69,7 +69,7 @@ def test_alfnwb_variants(bench):
     size = f'{SPIKES}x{UNITS}'
     measured = {t['key'] for t in res['targets'] if t['measured']}
     assert {f'core_wall_vs_floor_imports@{size}', f'core_rss_vs_alf_bytes@{size}', f'default_rss_vs_alf_bytes@{size}',
-            'small_export_vs_import_floor', 'demo_s', 'batch_speedup_2_workers', 'dask_speedup_2_workers', 'help_s',
+            'small_export_vs_import_floor', 'demo_s', 'dask_speedup_2_workers', 'help_s',
             'info_s'} <= measured
     text = doc.read_text()
     assert '| core |' in text and '| default |' in text and '## Optimisations' in text
@@ -88,18 +88,19 @@ def test_fixed_cost(bench):
 
 
 def test_batch(bench):
-    """alfnwb batch with 1 and 2 local workers and run_batch on 2 Dask workers: every insertion written."""
+    """alfnwb batch with 1 local worker and run_batch on 2 Dask workers: every insertion written (the run
+    with 2 local workers is the same command as with 1: here, the Dask speed-up against 1 worker)."""
     import distributed  # noqa: F401 - a dependency: the Dask batch needs it
 
     res, _ = bench
     b = res['batch']
-    assert b['insertions'] == BATCH_INSERTIONS and set(b['workers']) == {'1', '2', 'dask2'}
+    assert b['insertions'] == BATCH_INSERTIONS and set(b['workers']) == {'1', 'dask2'}
     for mode, d in b['workers'].items():
         (run,) = d['runs']
         assert d['ok'] and run['returncode'] == 0 and run['files'] == BATCH_INSERTIONS, (mode, run)
         assert d['wall_s_median'] > 0 and d['batch_s_median'] > 0 and len(run['job_s']) == BATCH_INSERTIONS
     assert b['workers']['dask2']['cluster_start_s_median'] > 0
-    assert b['speedup_2_workers'] > 0 and b['speedup_dask_2_workers'] > 0
+    assert 'speedup_2_workers' not in b and b['speedup_dask_2_workers'] > 0
 
 
 def test_peer_variant(bench):
