@@ -415,7 +415,7 @@ def test_valid_alf_roundtrips_with_default_extensions(base, geometry, regions, t
 
 
 @pytest.mark.parametrize('empty', [('probe00',), ('probe01',), NAMES], ids=['probe00', 'probe01', 'both'])
-@settings(max_examples=3, **COMMON)
+@settings(max_examples=2, **COMMON)  # x 3 cases
 @given(data=st.data())
 def test_probe_without_units_roundtrips(base, geometry, regions, tmp_path, empty, data):
     targets = ('eid',) + empty
