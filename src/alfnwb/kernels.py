@@ -13,7 +13,7 @@ import numpy as np
 from .errors import AlfNwbError
 
 __all__ = ['group_spikes', 'label_counts', 'stable_order', 'spike_vector', 'vector_order', 'in_vector_order', 'uniform_random_spikes',
-           'isi_histograms', 'correlogram_bins', 'CorrelogramRows', 'correlograms', 'cosine_similarity']
+           'isi_histograms', 'correlogram_bins', 'CorrelogramRows', 'correlograms', 'cores', 'cosine_similarity']
 
 #: Spikes handled at once by the block-wise kernels: their temporaries stay a few tens of MB.
 BLOCK = 1 << 20
@@ -263,7 +263,8 @@ def _ccg_kernel():
     return _CCG_KERNEL
 
 
-def _cores() -> int:
+def cores() -> int:
+    """The cores this process may run on (threads for the kernels and for compression)."""
     try:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # not on Linux
@@ -345,7 +346,7 @@ class CorrelogramRows:
             return self._small
         from concurrent.futures import ThreadPoolExecutor
 
-        jobs = jobs or _cores()
+        jobs = jobs or cores()
         n = self.shape[0]
         out = np.zeros(self.shape, dtype=self.dtype)
         # 4 blocks a thread, cut where the spike count (the work) reaches each quarter's share
@@ -417,7 +418,7 @@ def cosine_similarity(dense: np.ndarray) -> np.ndarray:
     Products are taken in float64 blocks of units: no float64 copy of all templates.
 
     >>> t = np.array([[[1.0, 0.0]], [[1.0, 1.0]]], dtype=np.float32)
-    >>> np.round(cosine_similarity(t), 3).tolist()
+    >>> np.round(cosine_similarity(t).astype(float), 3).tolist()
     [[1.0, 0.707], [0.707, 1.0]]
     """
     flat = dense.reshape(dense.shape[0], -1)

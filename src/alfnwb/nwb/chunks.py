@@ -14,12 +14,13 @@ they are compressed, never all at once (spikes grouped by unit, IBL's waveform t
 from __future__ import annotations
 
 import functools
-import os
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from ..kernels import cores
 
 __all__ = ['RowBlocks', 'ParallelGzipIO', 'dataio', 'gather', 'fill_parallel_gzip', 'deflate_chunk', 'default_jobs',
            'set_progress_hook', 'progress_tick', 'PARALLEL_MIN_BYTES', 'GZIP_LEVEL']
@@ -47,10 +48,7 @@ def progress_tick() -> None:
 
 def default_jobs() -> int:
     """Threads for compression: the cores this process may run on."""
-    try:
-        return max(len(os.sched_getaffinity(0)), 1)
-    except AttributeError:  # not on Linux
-        return max(os.cpu_count() or 1, 1)
+    return cores()
 
 
 class RowBlocks:
