@@ -497,11 +497,9 @@ def _open_executor(client, scheduler: str | None, workers: int) -> tuple[Executo
 
 def _warm_worker() -> None:
     """A local worker imports what every job needs once, as it starts, while the others start too."""
-    import brainbox.io.one  # noqa: F401
-    import ndx_spikesorting  # noqa: F401
-    import pynwb  # noqa: F401
+    from .export import preload
 
-    from . import export  # noqa: F401
+    preload()
 
 
 def _close_executor(own_executor) -> None:

@@ -185,6 +185,21 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     return _result(path, session, tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ())
 
 
+def preload() -> None:
+    """Import the libraries every export needs (brainbox, pynwb and the NWB extensions: seconds).
+
+    An export imports them as it goes; a process that has something else to wait for (a batch
+    worker starting, the demo synthesizing its data in another process) imports them meanwhile.
+    """
+    import brainbox.io.one  # noqa: F401
+    import ndx_anatomical_localization  # noqa: F401
+    import ndx_spikesorting  # noqa: F401
+    import pynwb  # noqa: F401
+
+    from . import extensions  # noqa: F401
+    from .nwb import analyzer, electrodes, session, units  # noqa: F401
+
+
 def _load(one, trials: bool, **kwargs) -> SessionData:
     """The session's probes (:func:`alfnwb.loading.load_session`), and its trials if asked."""
     session = load_session(one, **kwargs)
