@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / 'benchmarks' / 'export_full_probe.py'
 SPIKES, UNITS = 200_000, 30
-BATCH_INSERTIONS = 1
+BATCH_INSERTIONS = 2
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def bench(tmp_path_factory):
            '--repeat', '1', '--cli-repeat', '1',
            '--variants', 'floor,floor_imports,core,default,peer', '--workdir', str(tmp / 'work'),
            '--batch', '--batch-insertions', str(BATCH_INSERTIONS), '--batch-spikes', '1e5', '--batch-units', '20',
-           '--batch-repeat', '1', '--batch-modes', '1,dask2', '--output', str(doc), '--keep-outputs', '--no-phases']
+           '--batch-repeat', '1', '--batch-modes', '1,dask2,pair', '--output', str(doc), '--keep-outputs', '--no-phases']
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(doc.with_suffix('.json').read_text()), doc
@@ -88,19 +88,28 @@ def test_fixed_cost(bench):
 
 
 def test_batch(bench):
-    """alfnwb batch with 1 local worker and run_batch on 2 Dask workers: every insertion written (the run
-    with 2 local workers is the same command as with 1: here, the Dask speed-up against 1 worker)."""
+    """alfnwb batch with 1 local worker, run_batch on 2 Dask workers and the pair of independent 1-worker
+    batches (one insertion each): every insertion written, steady-state speed-ups against 1 worker (the
+    run with 2 local workers is the same command as with 1)."""
     import distributed  # noqa: F401 - a dependency: the Dask batch needs it
 
-    res, _ = bench
+    res, doc = bench
     b = res['batch']
-    assert b['insertions'] == BATCH_INSERTIONS and set(b['workers']) == {'1', 'dask2'}
+    assert b['insertions'] == BATCH_INSERTIONS and set(b['workers']) == {'1', 'dask2', 'pair'}
     for mode, d in b['workers'].items():
         (run,) = d['runs']
         assert d['ok'] and run['returncode'] == 0 and run['files'] == BATCH_INSERTIONS, (mode, run)
         assert d['wall_s_median'] > 0 and d['batch_s_median'] > 0 and len(run['job_s']) == BATCH_INSERTIONS
+        assert d['steady_insertions_per_min'] == pytest.approx(
+            60 * (1 if mode == '1' else 2) / float(np.median(run['job_s'])))
     assert b['workers']['dask2']['cluster_start_s_median'] > 0
-    assert 'speedup_2_workers' not in b and b['speedup_dask_2_workers'] > 0
+    assert 'speedup_2_workers' not in b and b['speedup_dask_2_workers'] > 0 and b['speedup_pair'] > 0
+    assert b['steady_speedup_dask_2_workers'] > 0 and b['steady_speedup_pair'] > 0
+    run = Path(res['outputs_dir']).parent
+    halves = [(run / f'batch_pids-half{i}.txt').read_text().split() for i in range(2)]
+    assert sorted(halves[0] + halves[1]) == sorted((run / 'batch_pids.txt').read_text().split())
+    assert len(halves[0]) == len(halves[1]) == 1
+    assert 'two `alfnwb batch --workers 1` at once' in doc.read_text()
 
 
 def test_peer_variant(bench):
