@@ -339,13 +339,10 @@ def run_cli(n: int, default_output: Path | None, env, run_dir) -> dict:
     return run_repeated(cmds, n, env, run_dir, 'cli-')
 
 
-def run_import_floor(n: int, env: dict, run_dir: Path) -> dict:
-    """The import floor: a fresh interpreter importing what any export from ONE to NWB needs."""
-    return run_repeated({'imports': [sys.executable, '-c', IMPORTS]}, n, env, run_dir, 'floor-')['imports']
-
-
 def run_small(n: int, env: dict, run_dir: Path) -> dict:
-    """The fixed cost: ``alfnwb export`` of the demo session's probe00 and ``alfnwb demo`` end to end.
+    """The fixed cost: the import floor (``imports``: a fresh interpreter importing what any export
+    from ONE to NWB needs), ``alfnwb export`` of the demo session's probe00 and ``alfnwb demo`` end
+    to end, interleaved (the small export is compared with the floor measured beside it).
 
     The demo's cache is synthesized once in a child (``write_cache(DIR, seed=0, sessions=1)``, what
     ``alfnwb demo`` writes with its default seed), which prints the probe's pid.
@@ -362,11 +359,16 @@ def run_small(n: int, env: dict, run_dir: Path) -> dict:
                                                              'cache_dir': str(cache_dir)}
     out.parent.mkdir(parents=True, exist_ok=True)
     alfnwb = alfnwb_command()
-    cmds = {'export': [*alfnwb, '--quiet', 'export', '--pid', small['pid'], '--cache-dir', str(cache_dir),
+    cmds = {'imports': [sys.executable, '-c', IMPORTS],
+            'export': [*alfnwb, '--quiet', 'export', '--pid', small['pid'], '--cache-dir', str(cache_dir),
                        '-o', str(out), '--overwrite'],
             'demo': [*alfnwb, '--quiet', 'demo', '--output', str(demo_dir)]}
-    small.update(run_repeated(cmds, n, env, run_dir, 'small-',
-                              before=lambda name: shutil.rmtree(demo_dir, ignore_errors=True)))
+
+    def before(name: str) -> None:
+        if name == 'demo':
+            shutil.rmtree(demo_dir, ignore_errors=True)
+
+    small.update(run_repeated(cmds, n, env, run_dir, 'small-', before=before))
     small['export']['output_bytes'] = out.stat().st_size if out.exists() else 0
     small['demo']['files'] = len(list(demo_dir.glob('*.nwb')))
     shutil.rmtree(demo_dir, ignore_errors=True)
@@ -756,8 +758,8 @@ def _md_batch(b: dict | None) -> list[str]:
     when = f' (measured {b["measured"][:16].replace("T", " ")}: `{b["command"]}`)' if b.get('measured') else ''
     shown = {'1': '`alfnwb batch --workers 1`', '2': '`alfnwb batch --workers 2`',
              'dask2': '`run_batch` on `LocalCluster(n_workers=2, threads_per_worker=1)` (`dask_batch.py`)',
-             'pair': f'two `alfnwb batch --workers 1` at once, on {b["insertions"] // 2} insertions each (nothing shared '
-                     'but the machine)'}
+             'pair': f'two `alfnwb batch --workers 1` at once, on {b["insertions"] // 2} insertions each '
+                     '(nothing shared but the machine)'}
     lines = ['', '### Batch throughput', '',
              f'On {b["insertions"]} insertions of {b["spikes_per_insertion"]:,} spikes and {b["units"]} units each, '
              f'`--no-validate --extensions none`, a fresh dandiset folder per run (median of {b["repeat"]}){when}. '
@@ -1027,8 +1029,8 @@ def measure_all(args, variants: list[str], sizes: list[tuple[int, int]], env: di
     res['variants'] = run_variants(variants, args.repeat, probe, cache_dir, run_dir, env, args.timeout)
     if sizes[1:]:
         res['extra_sizes'] = run_extra_sizes(args, sizes[1:], env, run_dir)
-    res['imports'] = run_import_floor(args.cli_repeat, env, run_dir)
     res['small'] = run_small(args.cli_repeat, env, run_dir)
+    res['imports'] = res['small'].pop('imports', {'ok': False, 'runs': []})
     default_out = run_dir / 'outputs' / output_name('default') if 'default' in variants else None
     if default_out is None or not default_out.exists():
         default_out = run_dir / 'outputs' / output_name('core')

@@ -32,7 +32,8 @@ def bench(tmp_path_factory):
            '--repeat', '1', '--cli-repeat', '1',
            '--variants', 'floor,floor_imports,core,default,peer', '--workdir', str(tmp / 'work'),
            '--batch', '--batch-insertions', str(BATCH_INSERTIONS), '--batch-spikes', '1e5', '--batch-units', '20',
-           '--batch-repeat', '1', '--batch-modes', '1,dask2,pair', '--output', str(doc), '--keep-outputs', '--no-phases']
+           '--batch-repeat', '1', '--batch-modes', '1,dask2,pair', '--output', str(doc), '--keep-outputs',
+           '--no-phases']
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(doc.with_suffix('.json').read_text()), doc
