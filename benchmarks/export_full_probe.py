@@ -400,8 +400,12 @@ def job_durations(dandiset: Path, env: dict) -> list:
         return []
     code = ('import json, sys, pandas as pd; m = pd.read_parquet(sys.argv[1]); '
             'print(json.dumps([round(float(x), 2) for x in m["duration_s"]]))')
-    r = subprocess.run([sys.executable, '-c', code, str(manifest)], env=env, capture_output=True, text=True)
-    return json.loads(r.stdout) if r.returncode == 0 else []
+    for _ in range(2):  # once it came back empty, without a trace (run of 2026-11-27 03:43): say why, retry once
+        r = subprocess.run([sys.executable, '-c', code, str(manifest)], env=env, capture_output=True, text=True)
+        if r.returncode == 0:
+            return json.loads(r.stdout)
+        log(f'  reading {manifest} failed (exit {r.returncode}): {r.stderr.strip()[-500:]}')
+    return []
 
 
 def run_phases(probe: dict, cache_dir: Path, run_dir: Path, env: dict) -> dict:
