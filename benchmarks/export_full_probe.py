@@ -21,16 +21,17 @@ peer
     SpikeInterface + neuroconv + ndx-spikesorting + pynwb on the same spikes (``peer_chain.py``).
 
 Then, in fresh processes, ``--cli-repeat`` times each: the import floor (``python -c "import
-one.api, brainbox.io.one, pynwb, spikeinterface.core"``), ``alfnwb --help``, ``alfnwb info FILE``,
-the small export (``alfnwb export`` of the demo session's probe00, the fixed cost) and ``alfnwb
-demo`` end to end. With ``--batch``, the throughput of ``alfnwb batch`` with 1 and 2 local workers
-and of ``run_batch`` on a Dask ``LocalCluster`` of 2 workers (``dask_batch.py``) on several medium
-insertions. Writes the raw numbers to JSON (``--json``, default: beside ``--output``) and the
+one.api, brainbox.io.one, pynwb, spikeinterface.core"``), the small export (``alfnwb export`` of
+the demo session's probe00, the fixed cost) and ``alfnwb demo`` end to end, interleaved; then
+``alfnwb --help`` and ``alfnwb info FILE``. With ``--batch``, the throughput of ``alfnwb batch``
+with 1 and 2 local workers, of ``run_batch`` on a Dask ``LocalCluster`` of 2 workers
+(``dask_batch.py``) and of two 1-worker batches at once (the machine's ceiling) on several medium
+insertions, whole runs and steady state. Writes the raw numbers to JSON (``--json``, default: beside ``--output``) and the
 tables with the targets into ``--output`` (a Markdown file; the part after its benchmark markers is
 kept, so hand-written sections survive).
 
-    python benchmarks/export_full_probe.py --sizes 17.5e6x1000,60e6x2000 --channels 384 --repeat 3 \\
-        --batch --output docs/performance.md
+    python benchmarks/export_full_probe.py --sizes 17.5e6x1000,60e6x2000 --channels 384 --repeat 2 \\
+        --cli-repeat 5 --batch --batch-repeat 3 --output docs/performance.md
 """
 
 from __future__ import annotations
