@@ -82,6 +82,27 @@ def painted_atlas():
     return ba
 
 
+@pytest.fixture
+def run_main(capsys):
+    """Run an ``alfnwb`` command through ``main`` in this process: its exit code, stdout and stderr.
+
+    The command's own code from the parsed arguments on, without an interpreter's start-up (~5 s of
+    imports each). Tests of what only a real process shows (exit status, signals, a fresh
+    matplotlib) start one instead.
+    """
+    from types import SimpleNamespace
+
+    from alfnwb.cli import main
+
+    def run(*args: str) -> SimpleNamespace:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+    return run
+
+
 @pytest.fixture(scope='session')
 def session_export(synth, tmp_path_factory):
     """Session 0 (probe00 NP1 alf histology, default iblsorter; probe01 NP2.4 without histology)."""

@@ -238,7 +238,7 @@ def test_resume_after_kill9(bcache, serial, tmp_path):
     _assert_same_files(serial.dandiset_dir, ds)
 
 
-def test_local_processes_and_dask_give_identical_files(bcache, serial, tmp_path, capsys):
+def test_local_processes_and_dask_give_identical_files(bcache, serial, tmp_path, run_main):
     from distributed import Client, LocalCluster
 
     jobs_dir = {'cache_dir': str(bcache.cache_dir)}
@@ -254,17 +254,13 @@ def test_local_processes_and_dask_give_identical_files(bcache, serial, tmp_path,
                       dashboard_address=None) as cluster:
         # the command line's own code from the parsed arguments on, in this process (the workers are the
         # cluster's processes)
-        from alfnwb.cli import main
-
-        capsys.readouterr()
-        code = main(['--quiet', 'batch', '--all', '--cache-dir', str(bcache.cache_dir), '--dandiset-dir',
-                     str(tmp_path / 'dask'), '--scheduler', cluster.scheduler_address, '--no-validate'])
-        r = capsys.readouterr()
-        assert code == 0, r.err
+        r = run_main('--quiet', 'batch', '--all', '--cache-dir', str(bcache.cache_dir), '--dandiset-dir',
+                     str(tmp_path / 'dask'), '--scheduler', cluster.scheduler_address, '--no-validate')
+        assert r.returncode == 0, r.stderr
         with Client(cluster) as client:
             ran_on = client.run(lambda: os.getpid())
         assert len(ran_on) == 2
-    assert '4 exported' in r.out
+    assert '4 exported' in r.stdout
     _assert_same_files(serial.dandiset_dir, tmp_path / 'dask')
     for name in ('local', 'dask'):
         m = pd.read_parquet(tmp_path / name / '.alfnwb' / 'manifest.parquet').set_index('key').sort_index()

@@ -3,8 +3,6 @@
 import subprocess
 import sys
 
-import pytest
-
 from alfnwb.cli import main
 
 
@@ -19,56 +17,46 @@ def test_help_lists_commands():
         assert cmd in r.stdout
 
 
-class Result:
-    """What :func:`run` returns, for a command run in this process (``main``): no interpreter start-up."""
-
-    def __init__(self, argv, capsys):
-        self.returncode = main(list(argv))
-        captured = capsys.readouterr()
-        self.stdout, self.stderr = captured.out, captured.err
-
-
-def test_synth_export_info(tmp_path, capsys):
+def test_synth_export_info(tmp_path, run_main):
     """The export runs as its own process (exit code and output of the real command); the other
     commands run through ``main`` in this process: the same code from the parsed arguments on."""
     cache = tmp_path / 'cache'
-    r = Result(['--quiet', 'synth', '--cache-dir', str(cache), '--seed', '5', '--units', '8', '--duration', '30'],
-               capsys)
+    r = run_main('--quiet', 'synth', '--cache-dir', str(cache), '--seed', '5', '--units', '8', '--duration', '30')
     assert r.returncode == 0, r.stderr
     pid = r.stdout.split('pid ')[1].split()[0]
     out = tmp_path / 'p.nwb'
     r = run('--quiet', 'export', '--pid', pid, '--cache-dir', str(cache), '--spike-sorter', 'pykilosort', '-o', str(out))
     assert r.returncode == 0, r.stderr
     assert 'alf/probe00/pykilosort' in r.stdout and out.exists()
-    r = Result(['info', str(out)], capsys)
+    r = run_main('info', str(out))
     assert r.returncode == 0
     assert 'sorter pykilosort' in r.stdout and 'histology alf' in r.stdout and 'revision unrevisioned' in r.stdout
     assert 'analyzer extensions: random_spikes, templates' in r.stdout and 'template_similarity' in r.stdout
     # a chosen subset of extensions, with parameters
     sub = tmp_path / 'sub.nwb'
-    r = Result(['--quiet', 'export', '--pid', pid, '--cache-dir', str(cache), '--extensions', 'correlograms,templates',
-                '--correlogram-window-ms', '20', '--correlogram-bin-ms', '0.5', '-o', str(sub)], capsys)
+    r = run_main('--quiet', 'export', '--pid', pid, '--cache-dir', str(cache), '--extensions', 'correlograms,templates',
+                 '--correlogram-window-ms', '20', '--correlogram-bin-ms', '0.5', '-o', str(sub))
     assert r.returncode == 0, r.stderr
     assert 'analyzer extensions: templates, correlograms' in r.stdout
-    r = Result(['info', '--json', str(sub)], capsys)
+    r = run_main('info', '--json', str(sub))
     import json
     assert json.loads(r.stdout)['probes'][0]['extensions'] == ['templates', 'correlograms']
     from alfnwb.readback import read_sorting_analyzer
     ccg, bins = read_sorting_analyzer(sub).get_extension('correlograms').get_data()
     assert ccg.shape[2] == 40 and bins[0] == -10 and bins[-1] == 10
-    r = Result(['export', '--pid', pid, '--cache-dir', str(cache), '--extensions', 'waveforms', '-o',
-                str(tmp_path / 'w.nwb')], capsys)
+    r = run_main('export', '--pid', pid, '--cache-dir', str(cache), '--extensions', 'waveforms', '-o',
+                 str(tmp_path / 'w.nwb'))
     assert r.returncode == 1 and 'need the raw data' in r.stderr and not (tmp_path / 'w.nwb').exists()
     # user errors: one line, no traceback, non-zero exit
-    r = Result(['export', '--pid', pid, '--cache-dir', str(cache), '--spike-sorter', 'ks4', '-o',
-                str(tmp_path / 'q.nwb')], capsys)
+    r = run_main('export', '--pid', pid, '--cache-dir', str(cache), '--spike-sorter', 'ks4', '-o',
+                 str(tmp_path / 'q.nwb'))
     assert r.returncode == 3
     err = r.stderr.strip().splitlines()[-1]
     assert err.startswith('alfnwb: error: insertion ' + pid) and 'Traceback' not in r.stderr
     assert not (tmp_path / 'q.nwb').exists()
-    r = Result(['export', '--pid', pid, '--cache-dir', str(cache), '-o', str(out)], capsys)
+    r = run_main('export', '--pid', pid, '--cache-dir', str(cache), '-o', str(out))
     assert r.returncode == 7 and 'exists' in r.stderr
-    r = Result(['export', '--pid', pid, '--cache-dir', str(tmp_path / 'nowhere'), '-o', str(tmp_path / 'z.nwb')], capsys)
+    r = run_main('export', '--pid', pid, '--cache-dir', str(tmp_path / 'nowhere'), '-o', str(tmp_path / 'z.nwb'))
     assert r.returncode == 1 and 'no such folder' in r.stderr
 
 

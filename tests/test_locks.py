@@ -32,18 +32,6 @@ def lcache(tmp_path_factory):
     return write_cache(tmp_path_factory.mktemp('lockcache'), seed=21, sessions=1, n_units=6, duration=20.0)
 
 
-def _cli(capsys, *args):
-    """A refused command, run through ``main`` in this process (the lock it meets is another process's)."""
-    from types import SimpleNamespace
-
-    from alfnwb.cli import main
-
-    capsys.readouterr()
-    code = main(['--quiet', *args])
-    captured = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
-
-
 def _planned(cache):
     from one.api import One
 
@@ -84,7 +72,7 @@ def test_the_output_lock_is_beside_the_output_whatever_the_temporary_folder(tmp_
     assert list(out.parent.iterdir()) == []
 
 
-def test_a_cli_export_and_a_batch_writing_the_same_file_exclude_each_other(lcache, tmp_path, capsys):
+def test_a_cli_export_and_a_batch_writing_the_same_file_exclude_each_other(lcache, tmp_path, run_main):
     """Two real processes each way: the command line holds the file while a batch wants it, then a
     batch holds it while the command line wants it."""
     from alfnwb.batch import run_batch
@@ -114,7 +102,8 @@ def test_a_cli_export_and_a_batch_writing_the_same_file_exclude_each_other(lcach
         _, partial = batch.writing()  # in the batch's own folder: its output is named after it
         target = next(ds.glob(f'sub-*/{partial_output(partial).name}'))
         pid = next(j.pid for j in _planned(lcache) if ds / j.relpath == target)
-        r = _cli(capsys, 'export', '--pid', pid, '--cache-dir', str(lcache.cache_dir), '-o', str(target), '--overwrite')
+        r = run_main('--quiet', 'export', '--pid', pid, '--cache-dir', str(lcache.cache_dir), '-o', str(target),
+                     '--overwrite')
         assert r.returncode == 7
         assert r.stderr.strip().splitlines()[-1] == (f'alfnwb: error: output {target}: another alfnwb process '
                                                      f'(pid {batch.proc.pid}) is writing it; wait for it to finish')
@@ -123,7 +112,7 @@ def test_a_cli_export_and_a_batch_writing_the_same_file_exclude_each_other(lcach
     assert code == 0, err
 
 
-def test_a_second_batch_on_the_same_dandiset_is_refused_and_touches_nothing(lcache, tmp_path, capsys):
+def test_a_second_batch_on_the_same_dandiset_is_refused_and_touches_nothing(lcache, tmp_path, run_main):
     ds = tmp_path / 'ds'
     first = Hooked(tmp_path / 'hook', 'hold', '--quiet', 'batch', '--all', '--cache-dir', str(lcache.cache_dir),
                    '--dandiset-dir', str(ds), '--no-validate')
@@ -132,7 +121,7 @@ def test_a_second_batch_on_the_same_dandiset_is_refused_and_touches_nothing(lcac
         assert partial.parent.parent == ds / '.alfnwb' / 'tmp'
         assert partial.parent.name.startswith(f'run-{first.proc.pid}-')  # whose partial file it is
         t0 = time.monotonic()
-        r = _cli(capsys, 'batch', '--all', '--cache-dir', str(lcache.cache_dir), '--dandiset-dir', str(ds))
+        r = run_main('--quiet', 'batch', '--all', '--cache-dir', str(lcache.cache_dir), '--dandiset-dir', str(ds))
         assert r.returncode == 7 and time.monotonic() - t0 < 60
         assert r.stderr.strip().splitlines() == [f'alfnwb: error: dandiset {ds}: another alfnwb batch '
                                                  f'(pid {first.proc.pid}) is running on it; wait for it to finish']

@@ -246,35 +246,23 @@ def _process(*args):
     return subprocess.run([sys.executable, '-m', 'alfnwb.cli', '--quiet', *args], capture_output=True, text=True)
 
 
-def _cli(capsys, *args):
-    """A command through ``main`` in this process (no interpreter start-up)."""
-    from types import SimpleNamespace
-
-    from alfnwb.cli import main
-
-    capsys.readouterr()
-    code = main(['--quiet', *args])
-    captured = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
-
-
-def test_cli_catalog_and_units(dandiset, tmp_path, capsys):
+def test_cli_catalog_and_units(dandiset, tmp_path, run_main):
     ds = tmp_path / 'ds'
     shutil.copytree(dandiset, ds)
-    r = _cli(capsys, 'catalog', str(ds), '--output', str(tmp_path / 'cat.parquet'))
+    r = run_main('--quiet', 'catalog', str(ds), '--output', str(tmp_path / 'cat.parquet'))
     assert r.returncode == 0 and '6 read' in r.stdout
-    r = _cli(capsys, 'units', str(tmp_path / 'cat.parquet'), '--region', 'Isocortex', '--mapping', 'Beryl',
-             '--min-label', '1')
+    r = run_main('--quiet', 'units', str(tmp_path / 'cat.parquet'), '--region', 'Isocortex', '--mapping', 'Beryl',
+                 '--min-label', '1')
     assert r.returncode == 0, r.stderr
     expected = read_units(ds, region='Isocortex', mapping='Beryl', min_label=1)
     assert f'{len(expected)} units in' in r.stdout
     for b in set(expected['beryl_acronym']):
         assert b in r.stdout
-    r = _cli(capsys, 'units', str(ds), '--region', 'TH,HPF', '-o', str(tmp_path / 'u.csv'))
+    r = run_main('--quiet', 'units', str(ds), '--region', 'TH,HPF', '-o', str(tmp_path / 'u.csv'))
     assert r.returncode == 0
     got = pd.read_csv(tmp_path / 'u.csv')
     assert len(got) == len(read_units(ds, region=['TH', 'HPF']))
-    r = _cli(capsys, 'units', str(ds), '--region', 'Nowhere')
+    r = run_main('--quiet', 'units', str(ds), '--region', 'Nowhere')
     assert r.returncode == 1 and "'Nowhere' is not an Allen acronym" in r.stderr
 
 

@@ -188,8 +188,8 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
 def preload() -> None:
     """Import the libraries every export needs (brainbox, pynwb and the NWB extensions: seconds).
 
-    An export imports them as it goes; a process that has something else to wait for (a batch
-    worker starting, the demo synthesizing its data in another process) imports them meanwhile.
+    An export imports them as it goes; a local batch worker imports them once, as it starts, while
+    the other workers start too.
     """
     import brainbox.io.one  # noqa: F401
     import ndx_anatomical_localization  # noqa: F401
