@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .allocator import job_allocator
 from .dandi import ensure_dandiset_yaml, inside, nwb_relpath
 from .errors import AlfNwbError, AlfNwbWarning, NotFoundError
 from .fileio import write_parquet_atomic
@@ -242,11 +243,20 @@ def run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, v
     dict
         A manifest row.
     """
+    t0 = time.perf_counter()
+    # in a Dask worker (malloc pinned by Dask's nanny) every array would be fresh pages: 25-35 % slower
+    with job_allocator():
+        row = _run_job(job, dandiset_dir, one_args, export_kwargs, validate, tmp_dir, isolate)
+    row['duration_s'] = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def _run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, validate: bool,
+             tmp_dir: str | None, isolate: bool | None) -> dict:
     import warnings
 
     from .export import export
 
-    t0 = time.perf_counter()
     row = {k: job.get(k, '') for k in ('key', 'kind', 'eid', 'pid', 'probe', 'subject')}
     row.update(status='failed', path=job.get('relpath', ''), size=0, error='', validation='')
     try:
@@ -283,7 +293,6 @@ def run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, v
     except Exception as e:  # noqa: BLE001 - one bad insertion never stops the batch
         row['error'] = f'internal error: {type(e).__name__}: {e}'
         row['traceback'] = traceback.format_exc(limit=8)
-    row['duration_s'] = round(time.perf_counter() - t0, 3)
     return row
 
 
