@@ -244,7 +244,7 @@ def run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, v
         A manifest row.
     """
     t0 = time.perf_counter()
-    # in a Dask worker (malloc pinned by Dask's nanny) every array would be fresh pages: 25-35 % slower
+    # in a Dask worker (malloc pinned by Dask's nanny) nearly every array would be fresh pages
     with job_allocator():
         row = _run_job(job, dandiset_dir, one_args, export_kwargs, validate, tmp_dir, isolate)
     row['duration_s'] = round(time.perf_counter() - t0, 3)
