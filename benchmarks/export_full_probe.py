@@ -868,11 +868,11 @@ How long `alfnwb export` takes, and how much memory it needs, on full-size IBL p
 
 ```bash
 pip install ".[benchmark]"   # neuroconv (the peer) and psutil; alfnwb itself does not need them
-python benchmarks/export_full_probe.py --sizes 17.5e6x1000,60e6x2000 --channels 384 --repeat 3 \\
-    --batch --output docs/performance.md
+python benchmarks/export_full_probe.py --sizes 17.5e6x1000,60e6x2000 --channels 384 --repeat 2 \\
+    --cli-repeat 5 --batch --batch-repeat 3 --output docs/performance.md
 ```
 
-It takes ~45-60 min on 2 cores (more the first time, when the probes are synthesized). The
+It takes ~30 min on 2 cores once the probes are synthesized (~45-60 min the first time). The
 synthetic probes are written once into `--workdir` (default `$TMPDIR/alfnwb-benchmark`: ~0.7 GB
 for 17.5 M spikes, ~2.4 GB for 60 M, ~1.8 GB for the 16 medium insertions of `--batch`) and reused
 by later runs with the same parameters. `--sizes` lists the probes as SPIKESxUNITS: the first runs
