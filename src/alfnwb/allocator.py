@@ -57,10 +57,7 @@ def pinned_allocator(environ: dict | None = None) -> bool:
     False
     """
     env = os.environ if environ is None else environ
-    tunables = env.get('GLIBC_TUNABLES', '')
-    trim = 'MALLOC_TRIM_THRESHOLD_' in env or 'glibc.malloc.trim_threshold' in tunables
-    mmap_chosen = 'MALLOC_MMAP_THRESHOLD_' in env or 'glibc.malloc.mmap_threshold' in tunables
-    return trim and not mmap_chosen
+    return _setting(env, 'trim_threshold') is not None and _setting(env, 'mmap_threshold') is None
 
 
 def trim_threshold(environ: dict | None = None) -> int:
@@ -71,16 +68,21 @@ def trim_threshold(environ: dict | None = None) -> int:
     >>> trim_threshold({'GLIBC_TUNABLES': 'glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=1024'})
     1024
     """
-    env = os.environ if environ is None else environ
-    values = [env.get('MALLOC_TRIM_THRESHOLD_', '')]
-    values += [t.split('=', 1)[1] for t in env.get('GLIBC_TUNABLES', '').split(':')
-               if t.startswith('glibc.malloc.trim_threshold=')]
-    for v in values:
-        try:
-            return int(v, 0)
-        except ValueError:
-            continue
-    return DEFAULT_TRIM
+    value = _setting(os.environ if environ is None else environ, 'trim_threshold')
+    try:
+        return int(value, 0) if value is not None else DEFAULT_TRIM
+    except ValueError:
+        return DEFAULT_TRIM
+
+
+def _setting(env, name: str) -> str | None:
+    """A malloc setting from the environment: ``MALLOC_<NAME>_`` or ``glibc.malloc.<name>`` in
+    ``GLIBC_TUNABLES`` (the variable if both are), None if neither is set."""
+    var = f'MALLOC_{name.upper()}_'
+    if var in env:
+        return env[var]
+    prefix = f'glibc.malloc.{name}='
+    return next((t[len(prefix):] for t in env.get('GLIBC_TUNABLES', '').split(':') if t.startswith(prefix)), None)
 
 
 @functools.cache
