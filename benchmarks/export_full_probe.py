@@ -95,7 +95,12 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 def _tree_rss_sampler(pid: int, stop: threading.Event, out: dict, interval: float = 0.1) -> None:
-    """Poll the summed RSS of a process and its descendants (psutil), keep the maximum."""
+    """Poll a process and its descendants (psutil): keep the maxima of their summed RSS and summed PSS.
+
+    An export writes its file in a forked child that shares the parent's pages: summed RSS counts
+    those pages twice, PSS (each shared page split between the processes mapping it) once, so the
+    summed PSS is the memory the processes hold together.
+    """
     try:
         import psutil
     except ImportError:
@@ -104,29 +109,34 @@ def _tree_rss_sampler(pid: int, stop: threading.Event, out: dict, interval: floa
         root = psutil.Process(pid)
     except psutil.Error:
         return
-    peak = 0
+    peak_rss = peak_pss = 0
     while not stop.is_set():
         try:
             procs = [root] + root.children(recursive=True)
-            total = 0
+            rss = pss = 0
             for p in procs:
                 try:
-                    total += p.memory_info().rss
+                    m = p.memory_full_info()  # Linux: smaps_rollup, a few ms
+                    rss, pss = rss + m.rss, pss + getattr(m, 'pss', m.rss)
                 except psutil.Error:
                     pass
-            peak = max(peak, total)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
         except psutil.Error:
             break
         stop.wait(interval)
-    out['peak_tree_rss_sampled'] = peak
+    out['peak_tree_rss_sampled'] = peak_rss
+    out['peak_tree_pss_sampled'] = peak_pss
 
 
 def measure(cmd: list[str], env: dict, log_dir: Path, name: str, timeout: float | None = None) -> dict:
-    """Run ``cmd`` in a fresh process; its wall time, peak RSS (``wait4`` rusage), exit code, stdout.
+    """Run ``cmd`` in a fresh process; its wall time, peak RSS, exit code, stdout.
 
-    The peak RSS is the child's own ``ru_maxrss`` as the kernel reports it to ``wait4``: the
-    maximum resident set of the child, or of any of its waited-for descendants (each on its own,
-    not summed). ``peak_tree_rss_sampled`` is psutil's sampled sum over the process tree.
+    ``peak_rss_bytes`` is the memory the process and its descendants hold together at their peak:
+    the larger of ``ru_maxrss_bytes`` (what the kernel reports to ``wait4``: the largest resident
+    set of the child or of any one of its waited-for descendants, not their sum) and
+    ``peak_tree_pss_sampled`` (the sampled peak of their summed PSS, every 100 ms). The first alone
+    misses an export's forked writer, whose own pages come on top of its parent's.
+    ``peak_tree_rss_sampled`` (summed RSS, shared pages counted in each process) is kept as well.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_dir / f'{name}.stdout', log_dir / f'{name}.stderr'
@@ -152,8 +162,10 @@ def measure(cmd: list[str], env: dict, log_dir: Path, name: str, timeout: float 
         stop.set()
         sampler.join()
     stdout = out_path.read_text(errors='replace')
-    result = {'wall_s': wall, 'peak_rss_bytes': int(rusage.ru_maxrss) * 1024, 'returncode': proc.returncode,
-              'user_s': rusage.ru_utime, 'sys_s': rusage.ru_stime, **sampled}
+    maxrss = int(rusage.ru_maxrss) * 1024
+    result = {'wall_s': wall, 'peak_rss_bytes': max(maxrss, sampled.get('peak_tree_pss_sampled', 0)),
+              'ru_maxrss_bytes': maxrss, 'returncode': proc.returncode, 'user_s': rusage.ru_utime,
+              'sys_s': rusage.ru_stime, **sampled}
     last = stdout.strip().splitlines()[-1] if stdout.strip() else ''
     if last.startswith('{'):
         try:
@@ -814,8 +826,9 @@ def _md_phases(phases: dict) -> list[str]:
         return []
     lines = ['', '### Where alfnwb spends its time', '',
              'One instrumented run of each (`benchmarks/alfnwb_phases.py`: timers around the export\'s stages, '
-             'RSS sampled every 20 ms; nested stages indented). Seconds, and the peak RSS reached by the end '
-             'of the stage:', '']
+             'RSS sampled every 20 ms; nested stages indented; its sampling thread makes the export write in '
+             'this process, not in a forked child). Seconds, and the peak RSS reached by the end of the stage:',
+             '']
     for n in names:
         p = phases[n]
         lines += [f'**{n}** ({p["total_s"]:.1f} s in the process, {p["peak_rss_bytes"] / 1e9:.2f} GB peak, '
@@ -890,11 +903,17 @@ re-renders the document. `tests/test_benchmark_smoke.py` runs it all on tiny pro
   histology, one `iblsorter` sorting at revision `2024-05-06`, and the ONE cache tables.
 - Every run is a fresh process (`subprocess`), so wall times include interpreter start-up and
   imports, as a user sees them. Variants are interleaved across repeats.
-- Peak RSS is the child's `ru_maxrss` as returned by `os.wait4` for that child alone (each child
-  measured individually); psutil's sampled sum over the process tree is in the JSON too. The
-  kernel carries the launcher's own high-water mark over `exec` into the child's `ru_maxrss`, so
-  the driver synthesizes in a child process and stays small (its peak RSS is in the JSON,
-  `driver_peak_rss_bytes`, far below any variant's).
+- Peak RSS is the memory a run's processes hold together at their peak: the larger of the
+  child's `ru_maxrss` as returned by `os.wait4` (the largest resident set of the child or of any
+  one of its descendants, not their sum) and the peak of the summed PSS of its process tree,
+  sampled every 100 ms with psutil (PSS splits a shared page between the processes that map it,
+  so the sum counts it once). `alfnwb export` writes its file in a forked child that shares the
+  parent's pages; `ru_maxrss` alone leaves out the child's own pages (runs before 2026-11-27 08:30
+  reported it alone: 0.15-0.2 GB too little for the default export at 17.5 M spikes). Both
+  measurements, and the summed RSS, are in the JSON (`ru_maxrss_bytes`, `peak_tree_pss_sampled`,
+  `peak_tree_rss_sampled`). The kernel carries the launcher's own high-water mark over `exec`
+  into the child's `ru_maxrss`, so the driver synthesizes in a child process and stays small (its
+  peak RSS is in the JSON, `driver_peak_rss_bytes`, far below any variant's).
 - "ALF bytes" is the in-memory size of the four ALF spike arrays the floor moves (`spikes.times`,
   `spikes.clusters`, `spikes.amps`, `spikes.depths`: 24 bytes per spike); the targets are against
   them. "Loaded ALF bytes" adds `spikes.samples` (int64), which every export loads as well: 32 bytes
