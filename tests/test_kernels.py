@@ -1,6 +1,8 @@
 """The block-wise spike kernels: the same results whatever the block size and the order of simultaneous spikes."""
 
 import dataclasses
+import gc
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -123,9 +125,18 @@ def test_streamed_export_writes_what_the_analyzer_holds(synth, one_plain, small_
     for stream in (False, True):
         analyzer = build_analyzer(probe, ALF_EXTENSIONS, stream=stream)
         assert isinstance(analyzer, StreamedAnalyzer) is stream
+        nwbfile = build_nwbfile(session, None, analyzers=[analyzer])
         if stream:
             assert isinstance(analyzer.get_extension('correlograms').data['ccgs'], Kernel)
-        files[stream] = write_nwbfile(build_nwbfile(session, None, analyzers=[analyzer]), tmp_path / f'{stream}.nwb')
+            # as the export does: the arrays are in the NWBFile, the producers stay for the write
+            dense = weakref.ref(analyzer.get_extension('templates').data['average'])
+            nbytes = dense().nbytes
+            assert analyzer.release_arrays() >= nbytes > 0
+            gc.collect()
+            assert dense() is None  # nothing else (the build's context) holds the dense templates
+            assert 'average' not in analyzer.get_extension('templates').data
+            assert isinstance(analyzer.get_extension('correlograms').data['ccgs'], Kernel)
+        files[stream] = write_nwbfile(nwbfile, tmp_path / f'{stream}.nwb')
     with h5py.File(files[False], 'r') as a, h5py.File(files[True], 'r') as b:
         group = f'processing/ecephys/{probe.provenance.probe}'
         names = []
@@ -139,3 +150,18 @@ def test_streamed_export_writes_what_the_analyzer_holds(synth, one_plain, small_
             np.testing.assert_array_equal(x[()], y[()], err_msg=name)
         ccg = b[f'{group}/extensions/correlograms/data']
         assert ccg.compression == 'gzip' and ccg.chunks[0] * 4 <= ccg.shape[0] and ccg[()].sum() > 1000
+
+
+def test_peak_sample_in_unit_blocks_is_the_whole_arrays():
+    """The templates' trough sample, found a block of units at a time, is the one of all units at once."""
+    rng = np.random.default_rng(3)
+    dense = rng.normal(size=(200, 82, 384)).astype(np.float32)  # 66 units a block: 4 blocks
+    troughs = rng.integers(20, 60, size=200)
+    best = rng.integers(0, 384, size=200)
+    dense[np.arange(200), troughs, best] = -50.0
+    dense[150:] = 0  # silent units are left out of the median
+    whole_best = np.abs(dense).max(axis=1).argmax(axis=1)
+    on_best = dense[np.arange(200), :, whole_best]
+    alive = np.abs(on_best).max(axis=1) > 0
+    expected = int(np.median(np.abs(on_best[alive]).argmax(axis=1)))
+    assert extensions._peak_sample(dense) == expected == int(np.median(troughs[:150]))

@@ -294,6 +294,8 @@ def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = No
         if progress is not None:
             progress(f'{probe.provenance.probe}: {name}')
         REGISTRY[name].build(ctx)
+    # the context lives on in the producers of a streamed analyzer: the dense templates need not
+    ctx.dense = None
     return ctx.analyzer
 
 

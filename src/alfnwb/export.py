@@ -224,8 +224,13 @@ def _check_arguments(output, overwrite: bool, metadata, extensions, raw: bool) -
 def _build_and_write(session: SessionData, analyzers: list, meta: dict, compression: str | None, log: WarningLog,
                      output: Path, overwrite: bool, tmp_dir, say: Callable[[str], None], jobs: int | None) -> Path:
     """Build the NWBFile in memory, then write, validate and move it into place."""
+    from .extensions import StreamedAnalyzer
+
     say(f'building the NWB file ({sum(p.n_clusters for p in session.probes)} units)')
     nwbfile = build_nwbfile(session, meta, compression=compression, analyzers=analyzers, warnings_log=log)
+    for analyzer in analyzers:  # the NWBFile holds their arrays now; the producers stay for the write
+        if isinstance(analyzer, StreamedAnalyzer):
+            analyzer.release_arrays()
     say(f'writing {output}')
     return write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir, progress=say, jobs=jobs)
 
