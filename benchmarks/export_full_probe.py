@@ -94,12 +94,28 @@ def log(msg: str) -> None:
 # measuring a child process
 # ---------------------------------------------------------------------------------------------------
 
+def _pss(proc) -> int:
+    """Proportional set size of a process, bytes (Linux ``smaps_rollup``; psutil's full scan elsewhere)."""
+    try:
+        with open(f'/proc/{proc.pid}/smaps_rollup') as f:
+            for line in f:
+                if line.startswith('Pss:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    m = proc.memory_full_info()
+    return getattr(m, 'pss', m.rss)
+
+
 def _tree_rss_sampler(pid: int, stop: threading.Event, out: dict, interval: float = 0.1) -> None:
     """Poll a process and its descendants (psutil): keep the maxima of their summed RSS and summed PSS.
 
     An export writes its file in a forked child that shares the parent's pages: summed RSS counts
     those pages twice, PSS (each shared page split between the processes mapping it) once, so the
-    summed PSS is the memory the processes hold together.
+    summed PSS is the memory the processes hold together. PSS is read only while there is more
+    than one process (alone, a process's own ``ru_maxrss`` is exact), and then no more than 5 %
+    of the time: the kernel walks the page tables to count it (~20 ms a GB), a core's time this
+    sampler would otherwise take from the measured run.
     """
     try:
         import psutil
@@ -111,19 +127,22 @@ def _tree_rss_sampler(pid: int, stop: threading.Event, out: dict, interval: floa
         return
     peak_rss = peak_pss = 0
     while not stop.is_set():
+        wait = interval
         try:
             procs = [root] + root.children(recursive=True)
+            t = time.perf_counter()
             rss = pss = 0
             for p in procs:
                 try:
-                    m = p.memory_full_info()  # Linux: smaps_rollup, a few ms
-                    rss, pss = rss + m.rss, pss + getattr(m, 'pss', m.rss)
+                    r = p.memory_info().rss
+                    rss, pss = rss + r, pss + (_pss(p) if len(procs) > 1 else r)
                 except psutil.Error:
                     pass
             peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+            wait = max(interval, 20 * (time.perf_counter() - t))
         except psutil.Error:
             break
-        stop.wait(interval)
+        stop.wait(wait)
     out['peak_tree_rss_sampled'] = peak_rss
     out['peak_tree_pss_sampled'] = peak_pss
 
@@ -134,7 +153,7 @@ def measure(cmd: list[str], env: dict, log_dir: Path, name: str, timeout: float 
     ``peak_rss_bytes`` is the memory the process and its descendants hold together at their peak:
     the larger of ``ru_maxrss_bytes`` (what the kernel reports to ``wait4``: the largest resident
     set of the child or of any one of its waited-for descendants, not their sum) and
-    ``peak_tree_pss_sampled`` (the sampled peak of their summed PSS, every 100 ms). The first alone
+    ``peak_tree_pss_sampled`` (the sampled peak of their summed PSS, see :func:`_tree_rss_sampler`). The first alone
     misses an export's forked writer, whose own pages come on top of its parent's.
     ``peak_tree_rss_sampled`` (summed RSS, shared pages counted in each process) is kept as well.
     """
@@ -905,9 +924,10 @@ re-renders the document. `tests/test_benchmark_smoke.py` runs it all on tiny pro
   imports, as a user sees them. Variants are interleaved across repeats.
 - Peak RSS is the memory a run's processes hold together at their peak: the larger of the
   child's `ru_maxrss` as returned by `os.wait4` (the largest resident set of the child or of any
-  one of its descendants, not their sum) and the peak of the summed PSS of its process tree,
-  sampled every 100 ms with psutil (PSS splits a shared page between the processes that map it,
-  so the sum counts it once). `alfnwb export` writes its file in a forked child that shares the
+  one of its descendants, not their sum) and the peak of the summed PSS of its process tree
+  (PSS splits a shared page between the processes that map it, so the sum counts it once),
+  sampled while there is more than one process, every 0.1 s or, for a large process, less often
+  (reading PSS walks the page tables, ~20 ms a GB; the sampler keeps to 5 % of a core). `alfnwb export` writes its file in a forked child that shares the
   parent's pages; `ru_maxrss` alone leaves out the child's own pages (runs before 2026-11-27 08:30
   reported it alone: 0.15-0.2 GB too little for the default export at 17.5 M spikes). Both
   measurements, and the summed RSS, are in the JSON (`ru_maxrss_bytes`, `peak_tree_pss_sampled`,
