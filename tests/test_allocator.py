@@ -86,3 +86,30 @@ def test_dask_workers_are_pinned():
                       dashboard_address=None) as cluster, Client(cluster) as client:
         pinned = list(client.run(pinned_allocator).values())
     assert pinned == [True], 'Dask no longer sets MALLOC_TRIM_THRESHOLD_ in its workers: alfnwb.allocator is moot'
+
+
+FREED = r'''
+import json, os
+import numpy as np
+from alfnwb.allocator import return_free_memory
+
+def rss():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+blocks = [np.ones(12_500) for _ in range(400)]  # 100 kB each, below the mmap threshold: 40 MB of heap
+keep = blocks[39::40]  # one in 40 stays: the heap's top cannot shrink below the last, and the rest is holes
+del blocks
+before = rss()
+asked = return_free_memory()
+print(json.dumps({'asked': asked, 'returned': before - rss()}))
+'''
+
+
+def test_the_heaps_free_pages_go_back_to_the_system():
+    """What the writer does before it forks: the free blocks glibc keeps below the heap's top leave the RSS."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith('MALLOC_') and k != 'GLIBC_TUNABLES'}
+    r = subprocess.run([sys.executable, '-c', FREED], env=env, capture_output=True, text=True, check=True)
+    out = json.loads(r.stdout.splitlines()[-1])
+    assert out['asked'] is True
+    assert out['returned'] > 30e6  # of the 39 MB freed mid-heap

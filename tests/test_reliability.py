@@ -618,3 +618,17 @@ def test_the_forked_writer_leaves_the_parents_objects_to_no_collector(tmp_path, 
         gc.unfreeze()
     assert int(seen.read_text()) >= 1000  # the parent's objects, frozen in the child
     assert (tmp_path / 'x.nwb').stat().st_size > 0
+
+
+def test_the_forked_writer_returns_the_heaps_free_pages_first(tmp_path, monkeypatch):
+    """Free heap pages left in the parent would stay resident through the write and be copied into the
+    child as it reuses them: they are given back just before the fork, in the parent."""
+    import alfnwb.nwb.io as nio
+
+    calls = []
+    monkeypatch.setattr(nio, 'return_free_memory', lambda: calls.append(os.getpid()) or True)
+    forks = []
+    fork = nio._fork_frozen
+    monkeypatch.setattr(nio, '_fork_frozen', lambda safe: forks.append(len(calls)) or fork(safe))
+    nio.write_nwbfile(_small_nwbfile(), tmp_path / 'x.nwb', isolate=True)
+    assert calls == [os.getpid()] and forks == [1]  # once, here, before the fork

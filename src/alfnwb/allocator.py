@@ -13,8 +13,9 @@ In such a worker nearly every array of an export is fresh pages: a core export o
 :func:`job_allocator` sets both thresholds where glibc's own would go for the length of a job, and
 after it sets them back and returns the heap's free memory to the system (``malloc_trim``), which is
 what the pinning was for. It does nothing elsewhere: not on glibc, where no malloc tunable is set,
-or where the user chose the mmap threshold. Uses glibc's public ``mallopt`` and ``malloc_trim``
-(``malloc.h``) through ctypes.
+or where the user chose the mmap threshold. :func:`return_free_memory` gives the heap's free pages
+back at once; the writer calls it before it forks. Uses glibc's public ``mallopt`` and
+``malloc_trim`` (``malloc.h``) through ctypes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import os
 import threading
 from collections.abc import Iterator
 
-__all__ = ['job_allocator', 'pinned_allocator', 'trim_threshold']
+__all__ = ['job_allocator', 'pinned_allocator', 'return_free_memory', 'trim_threshold']
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,25 @@ def _glibc():
     except (OSError, AttributeError):
         return None
     return libc
+
+
+def return_free_memory() -> bool:
+    """Give the pages of the heap's free blocks back to the system (glibc's ``malloc_trim(0)``).
+
+    glibc keeps the blocks a process freed below the top of its heap resident for reuse. Before a
+    fork this matters twice: they stay in the parent for as long as the child runs, and the child,
+    reusing them, copies each page it writes to. Returned, they cost neither.
+
+    Returns
+    -------
+    bool
+        Whether anything was asked of the allocator (False where the C library is not glibc).
+    """
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..allocator import return_free_memory
 from ..errors import AlfNwbError, InternalError, OutputError
 from ..locks import exclusive_lock
 from .chunks import fill_parallel_gzip, set_progress_hook
@@ -351,6 +352,7 @@ def _write_isolated(nwbfile, tmp: Path, stall_timeout: float, safe: bool = True,
         The child's report of its failure, a stall, or how it died.
     """
     read_end, write_end = os.pipe()
+    return_free_memory()  # the heap's free pages would stay in this process and be copied into the child
     pid = _fork_frozen(safe)
     if pid == 0:
         os.close(read_end)
