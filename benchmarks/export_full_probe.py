@@ -153,8 +153,8 @@ def measure(cmd: list[str], env: dict, log_dir: Path, name: str, timeout: float 
     ``peak_rss_bytes`` is the memory the process and its descendants hold together at their peak:
     the larger of ``ru_maxrss_bytes`` (what the kernel reports to ``wait4``: the largest resident
     set of the child or of any one of its waited-for descendants, not their sum) and
-    ``peak_tree_pss_sampled`` (the sampled peak of their summed PSS, see :func:`_tree_rss_sampler`). The first alone
-    misses an export's forked writer, whose own pages come on top of its parent's.
+    ``peak_tree_pss_sampled`` (the sampled peak of their summed PSS, see :func:`_tree_rss_sampler`).
+    The first alone misses an export's forked writer, whose own pages come on top of its parent's.
     ``peak_tree_rss_sampled`` (summed RSS, shared pages counted in each process) is kept as well.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -927,9 +927,10 @@ re-renders the document. `tests/test_benchmark_smoke.py` runs it all on tiny pro
   one of its descendants, not their sum) and the peak of the summed PSS of its process tree
   (PSS splits a shared page between the processes that map it, so the sum counts it once),
   sampled while there is more than one process, every 0.1 s or, for a large process, less often
-  (reading PSS walks the page tables, ~20 ms a GB; the sampler keeps to 5 % of a core). `alfnwb export` writes its file in a forked child that shares the
-  parent's pages; `ru_maxrss` alone leaves out the child's own pages (runs before 2026-11-27 08:30
-  reported it alone: 0.15-0.2 GB too little for the default export at 17.5 M spikes). Both
+  (reading PSS walks the page tables, ~20 ms a GB; the sampler keeps to 5 % of a core).
+  `alfnwb export` writes its file in a forked child that shares the parent's pages; `ru_maxrss`
+  alone leaves out the child's own pages (runs up to 2026-11-27 06:48 reported it alone: 0.03 GB
+  too little for the core export at 17.5 M spikes, 0.2 GB for the default one). Both
   measurements, and the summed RSS, are in the JSON (`ru_maxrss_bytes`, `peak_tree_pss_sampled`,
   `peak_tree_rss_sampled`). The kernel carries the launcher's own high-water mark over `exec`
   into the child's `ru_maxrss`, so the driver synthesizes in a child process and stays small (its

@@ -176,9 +176,8 @@ class StreamedAnalyzer:
         """
         freed = 0
         for ext in self.extensions.values():
-            arrays = [k for k, v in ext.data.items() if isinstance(v, np.ndarray)]
-            freed += sum(ext.data[k].nbytes for k in arrays)
-            ext.data = {k: v for k, v in ext.data.items() if k not in arrays}
+            freed += sum(v.nbytes for v in ext.data.values() if isinstance(v, np.ndarray))
+            ext.data = {k: v for k, v in ext.data.items() if not isinstance(v, np.ndarray)}
         return freed
 
 
