@@ -520,9 +520,9 @@ def run_batch(args, env, run_dir) -> dict:
                 res['batch_s'] = None if None in seconds else max(seconds)
             res['alfnwb_git'] = git_state()
             d = out['workers'].setdefault(mode, {'command': ' '.join(cmd), 'runs': []})
-            d['runs'].append({k: res[k] for k in ('wall_s', 'batch_s', 'cluster_start_s', 'peak_rss_bytes',
-                                                  'peak_tree_rss_sampled', 'returncode', 'files', 'job_s',
-                                                  'alfnwb_git', 'error') if k in res})
+            d['runs'].append({k: res[k] for k in ('wall_s', 'batch_s', 'cluster_start_s', 'profiling_workers',
+                                                  'peak_rss_bytes', 'peak_tree_rss_sampled', 'returncode', 'files',
+                                                  'job_s', 'alfnwb_git', 'error') if k in res})
             log(f'  {mode}: {res["wall_s"]:.1f} s (run_batch {_fmt(res.get("batch_s"), ".1f")} s), '
                 f'{res["files"]} files, exit {res["returncode"]}'
                 + (f'\n{res.get("error")}' if res['returncode'] else ''))
@@ -530,10 +530,11 @@ def run_batch(args, env, run_dir) -> dict:
     return out
 
 
-#: The batch runs: alfnwb batch --workers 1 and 2 (keys '1', '2', as in earlier JSON), Dask, and 'pair':
+#: The batch runs: alfnwb batch --workers 1 and 2 (keys '1', '2', as in earlier JSON), Dask (its workers'
+#: profiler off, as docs/publish.md advises; 'dask2-profiled': Dask's default, on), and 'pair':
 #: two ``alfnwb batch --workers 1`` processes at once, each on half of the insertions. They share
 #: nothing but the machine: their throughput is what 2 cores give this workload, the ceiling of the others.
-BATCH_MODES = ('1', '2', 'dask2', 'pair')
+BATCH_MODES = ('1', '2', 'dask2', 'dask2-profiled', 'pair')
 
 
 def _batch_dandisets(run_dir: Path, mode: str) -> list[Path]:
@@ -543,9 +544,9 @@ def _batch_dandisets(run_dir: Path, mode: str) -> list[Path]:
 def batch_command(mode: str, cache_dir: Path, pids_file: Path, dandisets: list[Path]) -> list[str]:
     """The command of a batch run: the CLI with 1 or 2 local workers, ``dask_batch.py`` (2 workers), or
     (``pair``) a shell starting two CLI batches of 1 worker at once, on the two halves of the pids."""
-    if mode == 'dask2':
+    if mode in ('dask2', 'dask2-profiled'):
         return [sys.executable, str(HERE / 'dask_batch.py'), '--cache-dir', str(cache_dir), '--pids', str(pids_file),
-                '--dandiset-dir', str(dandisets[0]), '--workers', '2']
+                '--dandiset-dir', str(dandisets[0]), '--workers', '2'] + (['--profile'] if mode != 'dask2' else [])
     if mode == 'pair':
         pids = pids_file.read_text().split()
         halves = []
@@ -573,7 +574,7 @@ def _report_duration(dandiset: Path) -> float | None:
 
 
 #: Exports running at once in each batch run (its workers).
-BATCH_CONCURRENCY = {'1': 1, '2': 2, 'dask2': 2, 'pair': 2}
+BATCH_CONCURRENCY = {'1': 1, '2': 2, 'dask2': 2, 'dask2-profiled': 2, 'pair': 2}
 
 
 def _summarize_batch(out: dict, n: int) -> None:
@@ -600,14 +601,14 @@ def _summarize_batch(out: dict, n: int) -> None:
             if jobs:
                 d['job_s_median'] = statistics.median(jobs)
                 d['steady_insertions_per_min'] = 60 * BATCH_CONCURRENCY.get(mode, 1) / d['job_s_median']
-    w1, w2, dask, pair = (out['workers'].get(m, {}) for m in BATCH_MODES)
+    w1, w2, dask, profiled, pair = (out['workers'].get(m, {}) for m in BATCH_MODES)
     if w1.get('wall_s_median') and w2.get('wall_s_median'):
         out['speedup_2_workers'] = w1['wall_s_median'] / w2['wall_s_median']
     if w1.get('batch_s_median') and dask.get('batch_s_median'):
         out['speedup_dask_2_workers'] = w1['batch_s_median'] / dask['batch_s_median']
     if w1.get('wall_s_median') and pair.get('wall_s_median'):
         out['speedup_pair'] = w1['wall_s_median'] / pair['wall_s_median']
-    for key, d in (('2_workers', w2), ('dask_2_workers', dask), ('pair', pair)):
+    for key, d in (('2_workers', w2), ('dask_2_workers', dask), ('dask_2_workers_profiled', profiled), ('pair', pair)):
         if w1.get('steady_insertions_per_min') and d.get('steady_insertions_per_min'):
             out[f'steady_speedup_{key}'] = d['steady_insertions_per_min'] / w1['steady_insertions_per_min']
 
@@ -793,7 +794,9 @@ def _md_batch(b: dict | None) -> list[str]:
         return []
     when = f' (measured {b["measured"][:16].replace("T", " ")}: `{b["command"]}`)' if b.get('measured') else ''
     shown = {'1': '`alfnwb batch --workers 1`', '2': '`alfnwb batch --workers 2`',
-             'dask2': '`run_batch` on `LocalCluster(n_workers=2, threads_per_worker=1)` (`dask_batch.py`)',
+             'dask2': '`run_batch` on `LocalCluster(n_workers=2, threads_per_worker=1)` (`dask_batch.py`), '
+                      "the workers' profiler off",
+             'dask2-profiled': "the same with Dask's default: the workers' profiler on every 10 ms (`--profile`)",
              'pair': f'two `alfnwb batch --workers 1` at once, on {b["insertions"] // 2} insertions each '
                      '(nothing shared but the machine)'}
     lines = ['', '### Batch throughput', '',
@@ -814,7 +817,8 @@ def _md_batch(b: dict | None) -> list[str]:
                      f'{_fmt(d.get("steady_insertions_per_min"), ".1f")} | {jobs} |')
     cap = b.get('cpu_capacity', {})
     lines += ['', f'Speed-up over 1 worker, steady state: 2 local workers {_fmt(b.get("steady_speedup_2_workers"))} x, '
-              f'Dask 2 workers {_fmt(b.get("steady_speedup_dask_2_workers"))} x, the pair of independent batches '
+              f'Dask 2 workers {_fmt(b.get("steady_speedup_dask_2_workers"))} x (with the profiler on: '
+              f'{_fmt(b.get("steady_speedup_dask_2_workers_profiled"))} x), the pair of independent batches '
               f'{_fmt(b.get("steady_speedup_pair"))} x. Whole runs: 2 local workers '
               f'{_fmt(b.get("speedup_2_workers"))} x and the pair {_fmt(b.get("speedup_pair"))} x (process wall '
               f'times), Dask 2 workers {_fmt(b.get("speedup_dask_2_workers"))} x (run_batch seconds). Just before, '
@@ -951,8 +955,10 @@ re-renders the document. `tests/test_benchmark_smoke.py` runs it all on tiny pro
   (`--no-validate --extensions none`) by `alfnwb batch --workers 1` and `--workers 2`, and by
   `alfnwb.batch.run_batch` on a Dask `LocalCluster(n_workers=2, threads_per_worker=1,
   processes=True)` (`benchmarks/dask_batch.py`: only `run_batch` is timed, the cluster's start-up
-  is reported apart). 2 local workers are compared with 1 on the processes' wall times, Dask with
-  1 local worker on `run_batch`'s own seconds (the CLI's `report.json`).
+  is reported apart). Its workers start with Dask's statistical profiler off, as `docs/publish.md`
+  advises; the same run with Dask's default (profiler on, `dask2-profiled`) is reported beside it.
+  2 local workers are compared with 1 on the processes' wall times, Dask with 1 local worker on
+  `run_batch`'s own seconds (the CLI's `report.json`).
 - The machine is shared: the load average and the cores that two CPU-bound processes actually get
   (a pure-Python loop alone, then two at once) are recorded at the start, before the batch and at
   the end, and every run records the alfnwb commit it measured.

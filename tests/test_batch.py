@@ -259,14 +259,41 @@ def test_local_processes_and_dask_give_identical_files(bcache, serial, tmp_path,
         assert r.returncode == 0, r.stderr
         with Client(cluster) as client:
             ran_on = client.run(lambda: os.getpid())
+            profiling = client.run(lambda dask_worker: 'profile' in dask_worker.periodic_callbacks)
         assert len(ran_on) == 2
     assert '4 exported' in r.stdout
+    # Dask's default: both workers profile, and the user is told once, with the workers and the fix
+    assert list(profiling.values()) == [True, True]
+    told = [line for line in r.stderr.splitlines() if "run Dask's profiler" in line]
+    assert told == [f"alfnwb: warning: 2 Dask worker(s) ({', '.join(sorted(profiling))}) run Dask's profiler every "
+                    '10 ms, which makes each export about a third slower: start them with '
+                    'DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False (docs/publish.md)'], r.stderr
     _assert_same_files(serial.dandiset_dir, tmp_path / 'dask')
     for name in ('local', 'dask'):
         m = pd.read_parquet(tmp_path / name / '.alfnwb' / 'manifest.parquet').set_index('key').sort_index()
         ref = serial.manifest.set_index('key').sort_index()
         for col in ('status', 'path', 'spike_sorter', 'revision', 'histology', 'n_units'):
             assert list(m[col]) == list(ref[col]), (name, col)
+
+
+def test_workers_started_without_the_profiler_are_not_named(bcache, tmp_path, recwarn):
+    """docs/publish.md's advice works: workers started under it do not profile, and run_batch says nothing."""
+    import dask.config
+    from distributed import Client, LocalCluster
+    from one.api import One
+
+    from alfnwb.batch import dask_profiling_workers
+
+    jobs = plan_jobs(One(cache_dir=bcache.cache_dir, mode='local'), all_insertions=True)[:1]
+    with dask.config.set({'distributed.worker.profile.enabled': False}), \
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host='127.0.0.1',
+                         dashboard_address=None) as cluster, Client(cluster) as client:
+        assert dask_profiling_workers(client) == {}
+        assert list(client.run(lambda dask_worker: 'profile' in dask_worker.periodic_callbacks).values()) == [False]
+        report = run_batch(jobs, tmp_path / 'ds', {'cache_dir': str(bcache.cache_dir)}, client=client,
+                           validate=False, progress=False)
+    assert report.done == 1 and report.ok
+    assert not [w for w in recwarn if 'profiler' in str(w.message)]
 
 
 def test_upload_needs_a_dandiset(tmp_path):

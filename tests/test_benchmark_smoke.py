@@ -104,6 +104,7 @@ def test_batch(bench):
         assert d['steady_insertions_per_min'] == pytest.approx(
             60 * (1 if mode == '1' else 2) / float(np.median(run['job_s'])))
     assert b['workers']['dask2']['cluster_start_s_median'] > 0
+    assert b['workers']['dask2']['runs'][0]['profiling_workers'] == 0  # started as docs/publish.md advises
     assert 'speedup_2_workers' not in b and b['speedup_dask_2_workers'] > 0 and b['speedup_pair'] > 0
     assert b['steady_speedup_dask_2_workers'] > 0 and b['steady_speedup_pair'] > 0
     run = Path(res['outputs_dir']).parent

@@ -30,13 +30,14 @@ import pandas as pd
 
 from .allocator import job_allocator
 from .dandi import ensure_dandiset_yaml, inside, nwb_relpath
-from .errors import AlfNwbError, AlfNwbWarning, NotFoundError
+from .errors import AlfNwbError, AlfNwbWarning, NotFoundError, PerformanceWarning
 from .fileio import write_parquet_atomic
 from .locks import exclusive_lock
 from .nwb.chunks import default_jobs
 from .nwb.io import clean_leftovers, write_isolation
 
-__all__ = ['Job', 'BatchReport', 'read_id_list', 'plan_jobs', 'run_job', 'run_batch', 'MANIFEST_COLUMNS']
+__all__ = ['Job', 'BatchReport', 'read_id_list', 'plan_jobs', 'run_job', 'run_batch', 'dask_profiling_workers',
+           'MANIFEST_COLUMNS']
 
 STATE_DIR = '.alfnwb'
 MANIFEST = 'manifest.parquet'
@@ -492,6 +493,7 @@ def _open_executor(client, scheduler: str | None, workers: int) -> tuple[Executo
             raise AlfNwbError(f'cannot reach the Dask scheduler {scheduler}: {e}') from None
         own_executor = client
     if client is not None:
+        _warn_profiling_workers(client)
         executor: Executor | None = client.get_executor()
     elif workers > 1:
         import multiprocessing
@@ -502,6 +504,45 @@ def _open_executor(client, scheduler: str | None, workers: int) -> tuple[Executo
     else:
         executor = None
     return executor, own_executor
+
+
+def dask_profiling_workers(client) -> dict[str, float]:
+    """The Dask workers of ``client`` that run Dask's statistical profiler, and its interval (s).
+
+    A worker with the profiler on (Dask's default) stops its task thread every 10 ms to walk its
+    stack; an export there takes about a third longer (docs/publish.md). Read from each worker's
+    configuration (``distributed.worker.profile``), with ``Client.run``.
+
+    Returns
+    -------
+    dict
+        Worker address -> seconds between two samples of its profiler; empty if none profiles.
+    """
+    found = client.run(_profiler_interval)
+    return {address: interval for address, interval in sorted(found.items()) if interval is not None}
+
+
+def _profiler_interval() -> float | None:
+    """In a Dask worker: seconds between two samples of Dask's profiler, None if it is off."""
+    import dask.config
+    from dask.utils import parse_timedelta
+
+    if not dask.config.get('distributed.worker.profile.enabled', default=True):
+        return None
+    return parse_timedelta(dask.config.get('distributed.worker.profile.interval', default='10ms'), default='ms')
+
+
+def _warn_profiling_workers(client) -> None:
+    """A :class:`~alfnwb.errors.PerformanceWarning` naming the workers that profile, and how to stop it."""
+    import warnings
+
+    found = dask_profiling_workers(client)
+    if found:
+        every = sorted({f'{1e3 * s:g} ms' for s in found.values()})
+        warnings.warn(PerformanceWarning(
+            f'{len(found)} Dask worker(s) ({", ".join(found)}) run Dask\'s profiler every {" or ".join(every)}, '
+            'which makes each export about a third slower: start them with '
+            'DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False (docs/publish.md)'), stacklevel=3)
 
 
 def _warm_worker() -> None:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import AlfNwbError, AlfNwbWarning
+from .errors import AlfNwbError, AlfNwbWarning, PerformanceWarning
 
 HISTOLOGY_CHOICES = ('alf', 'resolved', 'aligned', 'traced', 'none')
 
@@ -481,7 +481,7 @@ def _warning_printer():
     seen: set[str] = set()
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, AlfNwbWarning):
+        if issubclass(category, (AlfNwbWarning, PerformanceWarning)):
             text = str(message)
             if text not in seen:
                 seen.add(text)

@@ -105,6 +105,12 @@ class DataWarning(AlfNwbWarning):
     exit_code = InvalidDataError.exit_code
 
 
+class PerformanceWarning(UserWarning):
+    """A setting outside alfnwb that makes it slower (not a degradation of the data: nothing is
+    recorded in the files, and ``--strict`` does not refuse it). One line, printed once by the
+    command line as ``alfnwb: warning: <message>``, with what to change."""
+
+
 def warning_subject(message: str) -> str:
     """The insertion (pid) or session (eid) a warning message names: ``'insertion <pid>: ...'`` -> pid.
 
