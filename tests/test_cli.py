@@ -60,6 +60,64 @@ def test_synth_export_info(tmp_path, run_main):
     assert r.returncode == 1 and 'no such folder' in r.stderr
 
 
+SYNTH_BESIDE = r'''
+import json, os, sys
+from pathlib import Path
+
+import alfnwb.synthetic as synthetic
+from alfnwb.cli import _synthesize_while_importing
+
+real = synthetic.write_cache
+
+def traced(*args, **kwargs):
+    Path(sys.argv[2]).write_text(str(os.getpid()))
+    return real(*args, **kwargs)
+
+synthetic.write_cache = traced
+cache = _synthesize_while_importing(Path(sys.argv[1]), seed=3, sessions=1, n_units=4, duration=5.0)
+try:
+    _synthesize_while_importing(Path(sys.argv[2]) / 'cache', seed=3, sessions=1, n_units=4, duration=5.0)
+    error = None
+except Exception as e:
+    error = f'{type(e).__name__}: {e}'
+print(json.dumps({'pid': os.getpid(), 'eid': cache.sessions[0].eid, 'preloaded': 'ndx_spikesorting' in sys.modules,
+                  'error': error}))
+'''
+
+
+def test_demo_synthesizes_in_another_process_while_this_one_imports(tmp_path):
+    """alfnwb demo's two halves at once: the session written by a forked process is the one written here,
+    the export's libraries are imported meanwhile, and an error of the synthesis is raised here."""
+    import hashlib
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from alfnwb.synthetic import write_cache
+
+    def files(root):  # the cache tables by content: their metadata holds the minute they were written
+        return {p.relative_to(root).as_posix(): pd.read_parquet(p).to_json() if p.suffix == '.pqt'
+                else hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob('*')) if p.is_file()}
+
+    pid_file = tmp_path / 'pid'
+    r = subprocess.run([sys.executable, '-c', SYNTH_BESIDE, str(tmp_path / 'forked'), str(pid_file)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    here = write_cache(tmp_path / 'here', seed=3, sessions=1, n_units=4, duration=5.0)
+    assert out['eid'] == here.sessions[0].eid and out['preloaded']
+    assert int(pid_file.read_text()) != out['pid']  # written by another process
+    assert files(tmp_path / 'forked') == files(tmp_path / 'here') and len(files(tmp_path / 'here')) > 20
+    try:  # the second call's cache folder lies under a regular file: the same error as here
+        write_cache(pid_file / 'cache', seed=3, sessions=1, n_units=4, duration=5.0)
+    except Exception as e:
+        assert out['error'] == f'{type(e).__name__}: {e}'
+    else:
+        raise AssertionError('write_cache under a regular file should fail')
+
+
 def test_demo(tmp_path, capsys):
     assert main(['--quiet', 'demo', '--output', str(tmp_path / 'demo')]) == 0
     out = capsys.readouterr().out

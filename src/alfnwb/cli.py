@@ -299,13 +299,12 @@ def cmd_demo(args, progress):
 
     from .export import export
     from .readback import info
-    from .synthetic import write_cache
 
     out = Path(args.output)
     cache_dir = out / 'one_cache'
     progress(f'synthesizing an IBL session into {cache_dir}')
     raw = getattr(args, 'raw', False)
-    cache = write_cache(cache_dir, seed=args.seed, sessions=1, **(
+    cache = _synthesize_while_importing(cache_dir, seed=args.seed, sessions=1, **(
         {'raw': ('probe00',), 'duration': DEMO_RAW_SECONDS} if raw else {}))
     session = cache.sessions[0]
     one = One(cache_dir=cache_dir, mode='local')
@@ -318,6 +317,30 @@ def cmd_demo(args, progress):
     print(f'wrote {path.resolve()}')
     _print_info(info(path))
     return 0
+
+
+def _synthesize_while_importing(cache_dir: Path, **kwargs):
+    """:func:`alfnwb.synthetic.write_cache` in a forked process while this one imports what the export
+    needs (:func:`alfnwb.export.preload`): seconds of each, on two cores at once. One after the other
+    here where forking is not safe: not Linux (fork is not the default elsewhere), or other threads
+    alive (:func:`alfnwb.nwb.io.fork_blocker`). An error of the synthesis is raised here."""
+    from .export import preload
+    from .nwb.io import fork_blocker
+    from .synthetic import write_cache
+
+    if sys.platform != 'linux' or fork_blocker() is not None:
+        cache = write_cache(cache_dir, **kwargs)
+        preload()
+        return cache
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # forked before any other thread runs here; the pool is shut down (its threads joined) before the
+    # export, whose writer forks only when no other thread is alive
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context('fork')) as pool:
+        future = pool.submit(write_cache, cache_dir, **kwargs)
+        preload()
+        return future.result()
 
 
 def _add_run_options(p) -> None:
