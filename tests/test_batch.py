@@ -266,7 +266,7 @@ def test_local_processes_and_dask_give_identical_files(bcache, serial, tmp_path,
     assert list(profiling.values()) == [True, True]
     told = [line for line in r.stderr.splitlines() if "run Dask's profiler" in line]
     assert told == [f"alfnwb: warning: 2 Dask worker(s) ({', '.join(sorted(profiling))}) run Dask's profiler every "
-                    '10 ms, which makes each export about a third slower: start them with '
+                    '10 ms, which slows each export (5-7 % measured): start them with '
                     'DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False (docs/publish.md)'], r.stderr
     _assert_same_files(serial.dandiset_dir, tmp_path / 'dask')
     for name in ('local', 'dask'):

@@ -510,8 +510,8 @@ def dask_profiling_workers(client) -> dict[str, float]:
     """The Dask workers of ``client`` that run Dask's statistical profiler, and its interval (s).
 
     A worker with the profiler on (Dask's default) stops its task thread every 10 ms to walk its
-    stack; an export there takes about a third longer (docs/publish.md). Read from each worker's
-    configuration (``distributed.worker.profile``), with ``Client.run``.
+    stack; an export there took 5-7 % longer in this project's benchmark (docs/publish.md). Read
+    from each worker's configuration (``distributed.worker.profile``), with ``Client.run``.
 
     Returns
     -------
@@ -541,7 +541,7 @@ def _warn_profiling_workers(client) -> None:
         every = sorted({f'{1e3 * s:g} ms' for s in found.values()})
         warnings.warn(PerformanceWarning(
             f'{len(found)} Dask worker(s) ({", ".join(found)}) run Dask\'s profiler every {" or ".join(every)}, '
-            'which makes each export about a third slower: start them with '
+            'which slows each export (5-7 % measured): start them with '
             'DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False (docs/publish.md)'), stacklevel=3)
 
 
