@@ -2,6 +2,7 @@
 resume after kill -9, identical outputs serial / local processes / Dask."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -294,6 +295,26 @@ def test_workers_started_without_the_profiler_are_not_named(tmp_path, recwarn):
                            progress=False)
     assert report.ok and report.done == 0
     assert not [w for w in recwarn if 'profiler' in str(w.message)]
+
+
+@pytest.mark.parametrize('quiet', [True, False])
+def test_a_one_worker_batch_writes_each_file_in_the_forked_writer(bcache, serial, tmp_path, quiet):
+    """`alfnwb batch --workers 1` runs its jobs in the user's process: each file is written in a forked
+    child, as `alfnwb export` writes it. Its progress bar (even disabled by --quiet) once started tqdm's
+    monitor thread, and every file was then written in the batch's own process. A fresh process, as
+    users start the CLI: threads an earlier test started cannot decide it."""
+    code = ('import logging, sys; logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s"); '
+            'logging.getLogger("alfnwb.nwb.io").setLevel(logging.DEBUG); from alfnwb.cli import main; '
+            'sys.exit(main(sys.argv[1:]))')
+    out = tmp_path / 'ds'
+    r = subprocess.run([sys.executable, '-c', code, *(['--quiet'] if quiet else []), 'batch', '--all',
+                        '--cache-dir', str(bcache.cache_dir), '--dandiset-dir', str(out), '--workers', '1',
+                        '--no-validate'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    # the bar (without --quiet) shares stderr with the log, on the same lines
+    decisions = re.findall(r'writing \S+ in (child process|this process)', r.stderr)
+    assert decisions == ['child process'] * 4, r.stderr
+    _assert_same_files(out, serial.dandiset_dir)
 
 
 def test_upload_needs_a_dandiset(tmp_path):

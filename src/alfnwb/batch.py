@@ -34,7 +34,7 @@ from .errors import AlfNwbError, AlfNwbWarning, NotFoundError, PerformanceWarnin
 from .fileio import write_parquet_atomic
 from .locks import exclusive_lock
 from .nwb.chunks import default_jobs
-from .nwb.io import clean_leftovers, write_isolation
+from .nwb.io import clean_leftovers, no_tqdm_monitor, write_isolation
 
 __all__ = ['Job', 'BatchReport', 'read_id_list', 'plan_jobs', 'run_job', 'run_batch', 'dask_profiling_workers',
            'MANIFEST_COLUMNS']
@@ -649,6 +649,9 @@ def _show_warnings(text: str) -> None:
 def _progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
+    # even disabled, this bar would start tqdm's monitor thread: the jobs run in this process
+    # (1 worker) would then write their files in it, not in the forked writer
+    no_tqdm_monitor()
     return tqdm(total=total, unit='file', desc='alfnwb batch', disable=not enabled or total == 0,
                 dynamic_ncols=True, smoothing=0.1)
 

@@ -208,13 +208,10 @@ def _load(one, trials: bool, **kwargs) -> SessionData:
 
 def _check_arguments(output, overwrite: bool, metadata, extensions, raw: bool) -> tuple[Path, dict]:
     """Fail before minutes of loading: the output path, the metadata file, the extension names."""
-    import tqdm
-
     from .analyzer import resolve_extensions
+    from .nwb.io import no_tqdm_monitor
 
-    # progress bars of the libraries that load (ONE, brainbox) would start tqdm's monitor thread, and
-    # the HDF5 writer forks only when no other thread is alive (alfnwb.nwb.io.fork_blocker)
-    tqdm.tqdm.monitor_interval = 0
+    no_tqdm_monitor()  # the progress bars of ONE and brainbox as they load would keep the writer from forking
     output = check_output(output, overwrite)
     meta = metadata if isinstance(metadata, dict) else read_metadata(metadata)
     resolve_extensions(extensions, raw=raw, waveforms=True)  # names only: each probe checks what it has

@@ -190,6 +190,18 @@ def write_isolation(isolate: bool | None) -> Iterator[None]:
         _ISOLATION.reset(token)
 
 
+def no_tqdm_monitor() -> None:
+    """Keep tqdm from starting its monitor thread, which would keep :func:`write_nwbfile` from forking.
+
+    tqdm starts the thread with its first bar, a disabled one included (tqdm 4.x: ``tqdm.__new__``),
+    and it lives until the process exits: :func:`fork_blocker` then sees another thread and every
+    later file is written in process. A monitor already running (started by the caller) is left alone.
+    """
+    import tqdm
+
+    tqdm.tqdm.monitor_interval = 0
+
+
 def fork_blocker() -> str | None:
     """Why forking this process now could hang the child, or None when it is safe.
 
