@@ -4,7 +4,8 @@ Starts ``LocalCluster(n_workers=N, threads_per_worker=1, processes=True)`` and a
 Dask's statistical profiler off in the workers as ``docs/publish.md`` advises (``--profile``: Dask's
 default, on every 10 ms), plans the jobs of the pids (``plan_jobs`` on a local ``One``), then times
 only ``run_batch`` into a fresh dandiset folder with the options of the CLI batch variant of
-``export_full_probe.py`` (``--no-validate --extensions none``). The cluster's start-up and the planning are timed apart.
+``export_full_probe.py`` (``--no-validate --extensions none``). The cluster's start-up and the
+planning are timed apart.
 Run in a fresh process by ``export_full_probe.py``; prints JSON on the last line of stdout.
 
     python benchmarks/dask_batch.py --cache-dir CACHE --pids PIDS.txt --dandiset-dir DIR [--workers 2] [--profile]
