@@ -136,6 +136,9 @@ def test_streamed_export_writes_what_the_analyzer_holds(synth, one_plain, small_
             assert dense() is None  # nothing else (the build's context) holds the dense templates
             assert 'average' not in analyzer.get_extension('templates').data
             assert isinstance(analyzer.get_extension('correlograms').data['ccgs'], Kernel)
+            # the samples are held as int32 through the write (the kernel reads them so), int64 in the file
+            assert probe.spikes['samples'].dtype == np.int32 and probe.alf_dtype('samples') == np.int64
+            assert analyzer.get_extension('correlograms').data['ccgs'].samples.dtype == np.int32
         files[stream] = write_nwbfile(nwbfile, tmp_path / f'{stream}.nwb')
     with h5py.File(files[False], 'r') as a, h5py.File(files[True], 'r') as b:
         group = f'processing/ecephys/{probe.provenance.probe}'
@@ -148,6 +151,9 @@ def test_streamed_export_writes_what_the_analyzer_holds(synth, one_plain, small_
             if x.dtype.kind == 'O' or x.dtype.kind == 'S':
                 continue
             np.testing.assert_array_equal(x[()], y[()], err_msg=name)
+        assert a['units/spike_samples'].dtype == b['units/spike_samples'].dtype == np.int64
+        for name in ('spike_samples', 'spike_samples_index'):
+            np.testing.assert_array_equal(a[f'units/{name}'][()], b[f'units/{name}'][()])
         ccg = b[f'{group}/extensions/correlograms/data']
         assert ccg.compression == 'gzip' and ccg.chunks[0] * 4 <= ccg.shape[0] and ccg[()].sum() > 1000
 

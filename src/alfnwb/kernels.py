@@ -281,7 +281,7 @@ class CorrelogramRows:
     a block of them is made on demand (:meth:`read`). A file writer compresses blocks of rows on
     several threads as they are made, and the whole array (0.2 GB at 1000 units, 0.8 GB at 2000)
     never exists; :meth:`all` makes it at once, on threads. Beside the counts it holds the spikes'
-    by-unit order; samples and units are used in place when they are contiguous int64 / (u)int32.
+    by-unit order; samples and units are used in place when they are contiguous (int64 or int32) / (u)int32.
 
     Parameters
     ----------
@@ -318,12 +318,12 @@ class CorrelogramRows:
         # a small probe's pairs within the window fit in memory, and numpy skips loading the numba kernel from
         # its cache; counting the pairs costs two per-spike arrays, so a probe with more spikes goes to numba
         if samples.size <= max_numpy_pairs:
-            ends = np.searchsorted(samples, samples + self.window, side='right')
+            ends = np.searchsorted(samples, samples.astype(np.int64) + self.window, side='right')
             if int((ends - np.arange(samples.size) - 1).sum()) <= max_numpy_pairs:
                 self._small = _correlograms_numpy(samples, units, ends, n_units, self.shape[2], self.window,
                                                   self.size, self.half)
                 return
-        self.samples = _contiguous(samples, (np.int64,), np.int64)
+        self.samples = _contiguous(samples, (np.int64, np.int32), np.int64)
         self.units = _contiguous(units, (np.int32, np.uint32), np.int32)
         order, ends = by_unit if by_unit is not None else group_spikes(self.units, n_units)
         self.by_unit = order

@@ -94,6 +94,45 @@ class ProbeData:
     channels: dict
     waveforms: dict | None = None
     _by_cluster: tuple | None = field(default=None, init=False, repr=False, compare=False)
+    _alf_dtypes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def narrow_samples(self) -> bool:
+        """Hold ``spikes.samples`` as int32 when every value fits: the same numbers in 4 bytes a spike, not 8.
+
+        An export holds the samples from its load to the end of its write (the correlograms read them
+        there): 70 MB less at 17.5 M spikes, 240 MB at 60 M. :meth:`alf_dtype` keeps the ALF dtype,
+        which :meth:`to_dict` and the writers give back.
+
+        Returns
+        -------
+        bool
+            Whether the samples are now held narrower than in ALF.
+
+        >>> p = ProbeData(Provenance('p', 'e', 'probe00', 'iblsorter', 'alf/probe00/iblsorter', '', 'alf'),
+        ...               spikes={'samples': np.array([0, 7, 2 ** 31 - 1])}, clusters={}, channels={})
+        >>> p.narrow_samples(), p.spikes['samples'].dtype.name, p.alf_dtype('samples').name
+        (True, 'int32', 'int64')
+        >>> p.to_dict()['spikes']['samples'].dtype.name
+        'int64'
+        >>> p.spikes['samples'] = np.array([0, 2 ** 31])  # past int32: held as loaded
+        >>> p.narrow_samples(), p.spikes['samples'].dtype.name
+        (False, 'int64')
+        """
+        s = self.spikes.get('samples')
+        if s is None:
+            return False
+        s = np.asarray(s)
+        if s.dtype.kind not in 'iu' or s.dtype.itemsize <= 4:
+            return s.dtype != self.alf_dtype('samples')
+        if s.size and (s.min() < 0 or s.max() > np.iinfo(np.int32).max):  # > 19.8 h at 30 kHz: kept as is
+            return False
+        self._alf_dtypes.setdefault('samples', s.dtype)
+        self.spikes['samples'] = s.astype(np.int32)
+        return True
+
+    def alf_dtype(self, key: str) -> np.dtype:
+        """The dtype ``spikes.<key>`` has in ALF (the array's own unless :meth:`narrow_samples` narrowed it)."""
+        return np.dtype(self._alf_dtypes.get(key, np.asarray(self.spikes[key]).dtype))
 
     def by_cluster(self) -> tuple[np.ndarray, np.ndarray]:
         """Spikes grouped by cluster, time order kept (:func:`alfnwb.kernels.group_spikes`), made once.
@@ -137,7 +176,9 @@ class ProbeData:
 
     def to_dict(self) -> dict:
         """``{'provenance': dict, 'spikes': dict, 'clusters': dict, 'channels': dict}``."""
-        return {'provenance': self.provenance.to_dict(), 'spikes': _arrays_to_dict(self.spikes),
+        spikes = {k: (np.asarray(v).astype(self._alf_dtypes[k]) if k in self._alf_dtypes else v)
+                  for k, v in self.spikes.items()}
+        return {'provenance': self.provenance.to_dict(), 'spikes': _arrays_to_dict(spikes),
                 'clusters': _arrays_to_dict(self.clusters), 'channels': _arrays_to_dict(self.channels),
                 'waveforms': None if self.waveforms is None else dict(self.waveforms)}
 

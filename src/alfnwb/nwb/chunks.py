@@ -165,13 +165,15 @@ def dataio(data, compression: str | None, chunk: int | None = 1 << 18):
     return H5DataIO(data, compression=compression, shuffle=True, chunks=(min(chunk, data.shape[0]),) + data.shape[1:])
 
 
-def gather(pieces: list, compression: str | None, chunk: int = 1 << 18):
+def gather(pieces: list, compression: str | None, chunk: int = 1 << 18, dtype=None):
     """Data for a dataset holding ``concatenate([a[order] for a, order in pieces])``, gathered block by
-    block as it is compressed."""
+    block as it is compressed; as ``dtype`` when given (arrays held narrower than their file dtype)."""
     # arrays, or row producers indexed like them (alfnwb.extensions.SpikeRows)
     pieces = [(a if hasattr(a, 'shape') and hasattr(a, 'dtype') else np.asarray(a), np.asarray(o)) for a, o in pieces]
+    dtype = np.dtype(dtype) if dtype is not None else np.result_type(*[a.dtype for a, _ in pieces])
     if compression is None or not sum(o.size for _, o in pieces):
-        return np.concatenate([a[o] for a, o in pieces]) if len(pieces) > 1 else pieces[0][0][pieces[0][1]]
+        return (np.concatenate([a[o] for a, o in pieces]) if len(pieces) > 1 else
+                pieces[0][0][pieces[0][1]]).astype(dtype, copy=False)
     order = np.concatenate([o for _, o in pieces]) if len(pieces) > 1 else pieces[0][1]
     offsets = np.cumsum([0] + [o.size for _, o in pieces])
     sources = [a for a, _ in pieces]
@@ -179,10 +181,9 @@ def gather(pieces: list, compression: str | None, chunk: int = 1 << 18):
     def read(start: int, stop: int) -> np.ndarray:
         out = [a[order[max(start, lo):min(stop, hi)]] for a, lo, hi in zip(sources, offsets[:-1], offsets[1:])
                if max(start, lo) < min(stop, hi)]  # the pieces this block overlaps
-        return np.concatenate(out) if len(out) > 1 else out[0]
+        return (np.concatenate(out) if len(out) > 1 else out[0]).astype(dtype, copy=False)
 
-    first = sources[0]
-    return RowBlocks(order.size, first.shape[1:], first.dtype, read).dataio(compression, chunk)
+    return RowBlocks(order.size, sources[0].shape[1:], dtype, read).dataio(compression, chunk)
 
 
 def deflate_chunk(block: np.ndarray, chunk_rows: int) -> bytes:

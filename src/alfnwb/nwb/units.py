@@ -76,7 +76,7 @@ def _info_columns(probe: ProbeData, offset: int, regions: dict) -> dict[str, np.
 
 
 def _spike_pieces(probe: ProbeData) -> tuple[dict, np.ndarray]:
-    """(array, order) pairs of each per-spike column (gathered block by block while writing) and the ends."""
+    """(array, order, ALF dtype) of each per-spike column (gathered block by block while writing) and the ends."""
     sp = probe.spikes
     order, ends = probe.by_cluster()
     pieces = {}
@@ -85,9 +85,9 @@ def _spike_pieces(probe: ProbeData) -> tuple[dict, np.ndarray]:
         if col.alf_object != 'spikes':
             continue
         if key in sp:
-            pieces[col.name] = (np.asarray(sp[key]), order)
+            pieces[col.name] = (np.asarray(sp[key]), order, probe.alf_dtype(key))
         elif key in ('amps', 'depths'):  # written as NaN; spike_samples is left out when absent
-            pieces[col.name] = (np.full(order.size, np.nan), order)
+            pieces[col.name] = (np.full(order.size, np.nan), order, np.dtype(float))
     return pieces, ends
 
 
@@ -98,10 +98,12 @@ def _concat_ends(ends: list) -> np.ndarray:
 
 
 def _ragged(name: str, pieces: list, ends: np.ndarray, compression: str | None) -> list:
-    """A ragged column: its index first, then the data."""
+    """A ragged column from (array, order, ALF dtype) pieces: its index first, then the data."""
     from hdmf.common import VectorData, VectorIndex
 
-    data = VectorData(name=name, description=layout.UNITS[name].description, data=gather(pieces, compression))
+    dtype = np.result_type(*[d for _, _, d in pieces])  # the ALF dtype, whatever the array is held as
+    data = VectorData(name=name, description=layout.UNITS[name].description,
+                      data=gather([(a, o) for a, o, _ in pieces], compression, dtype=dtype))
     # each index before its data: hdmf's length check drops iterator-backed columns as it meets them,
     # and an index met after its dropped target fails ("Found VectorIndex ... but not its target")
     return [VectorIndex(name=f'{name}_index', data=ends, target=data), data]
