@@ -152,12 +152,12 @@ def test_correlograms_numpy_and_numba_paths_equal_spikeinterface():
         np.testing.assert_array_equal(np.concatenate([rows.read(a, a + 7) for a in range(0, 25, 7)]), large)
         np.testing.assert_array_equal(small, large)
         np.testing.assert_array_equal(small, theirs)
-        # int32 samples (as a streamed export holds them) give the same counts on both paths, near 2**31 too
+        # int32 samples, uint16 units (as a streamed export holds them): the same counts on both paths, near 2**31 too
         narrow = vector['sample_index'].astype(np.int32)
         for shift in (0, np.iinfo(np.int32).max - int(narrow[-1])):
             for pairs in (2_000_000, -1):
-                got, _ = correlograms(narrow + np.int32(shift), vector['unit_index'], 25, 30000.0, window_ms, bin_ms,
-                                      max_numpy_pairs=pairs)
+                got, _ = correlograms(narrow + np.int32(shift), vector['unit_index'].astype(np.uint16), 25, 30000.0,
+                                      window_ms, bin_ms, max_numpy_pairs=pairs)
                 np.testing.assert_array_equal(got, theirs)
         np.testing.assert_array_equal(bins, their_bins)
         assert small.sum() > 10000

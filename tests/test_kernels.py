@@ -136,9 +136,11 @@ def test_streamed_export_writes_what_the_analyzer_holds(synth, one_plain, small_
             assert dense() is None  # nothing else (the build's context) holds the dense templates
             assert 'average' not in analyzer.get_extension('templates').data
             assert isinstance(analyzer.get_extension('correlograms').data['ccgs'], Kernel)
-            # the samples are held as int32 through the write (the kernel reads them so), int64 in the file
+            # samples and clusters are held narrower through the write (the kernel reads them so); ALF dtypes in the file
             assert probe.spikes['samples'].dtype == np.int32 and probe.alf_dtype('samples') == np.int64
-            assert analyzer.get_extension('correlograms').data['ccgs'].samples.dtype == np.int32
+            assert probe.spikes['clusters'].dtype == np.uint16 and probe.alf_dtype('clusters') == np.uint32
+            rows = analyzer.get_extension('correlograms').data['ccgs']
+            assert (rows.samples.dtype, rows.units.dtype) == (np.int32, np.uint16)  # used as held, no copies
         files[stream] = write_nwbfile(nwbfile, tmp_path / f'{stream}.nwb')
     with h5py.File(files[False], 'r') as a, h5py.File(files[True], 'r') as b:
         group = f'processing/ecephys/{probe.provenance.probe}'

@@ -102,18 +102,13 @@ def probe_sampling_frequency(probe: ProbeData, recording=None) -> float:
     return float(recording.get_sampling_frequency()) if recording is not None else FS
 
 
-def _spike_samples(probe: ProbeData, fs: float, narrow: bool = False) -> np.ndarray:
-    """``spikes.samples`` as int64, or derived from the times (a warning).
-
-    With ``narrow`` (a streamed analyzer, which holds them until the correlograms are written), the
-    probe holds them as int32 when they fit (:meth:`ProbeData.narrow_samples`), and so does the result.
-    """
+def _spike_samples(probe: ProbeData, fs: float) -> np.ndarray:
+    """``spikes.samples`` as int64 (int32 as :meth:`ProbeData.narrow_spikes` holds them), or derived from
+    the times (a warning)."""
     sp = probe.spikes
     if 'samples' in sp:
-        if narrow:
-            probe.narrow_samples()
         s = np.asarray(sp['samples'])
-        return s if narrow and s.dtype == np.int32 else s.astype(np.int64, copy=False)
+        return s if s.dtype == np.int32 else s.astype(np.int64, copy=False)
     warnings.warn(DataWarning(f'insertion {probe.provenance.pid}: no spikes.samples; sample indices derived from '
                               f'spikes.times at {fs:g} Hz'))
     return np.round(np.asarray(sp['times']) * fs).astype(np.int64)
@@ -269,8 +264,8 @@ def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = No
     stream : bool
         For a writer: give a :class:`alfnwb.extensions.StreamedAnalyzer`, whose spike- and pair-sized
         data are made from the ALF arrays while the file is written (no spike vector, no per-spike
-        copies, no full correlogram array); ``probe.spikes['samples']`` is then held as int32 when
-        it fits (:meth:`ProbeData.narrow_samples`). Only without raw data and IBL waveforms, which need
+        copies, no full correlogram array; the probe's samples and clusters narrowed, as
+        :meth:`ProbeData.narrow_spikes`). Only without raw data and IBL waveforms, which need
         SpikeInterface's analyzer; with them, the SortingAnalyzer is built as without ``stream``.
 
     Returns
@@ -282,8 +277,9 @@ def build_analyzer(probe: ProbeData, extensions: Iterable[str] | str | None = No
     names = resolve_extensions(extensions, raw=recording is not None, waveforms=probe.waveforms is not None)
     fs = probe_sampling_frequency(probe, recording)
     stream = stream and recording is None and (probe.waveforms is None or 'waveforms' not in names)
-    samples = _spike_samples(probe, fs, narrow=stream)
-    units = np.asarray(probe.spikes['clusters'])
+    if stream:  # a streamed analyzer holds them until its correlograms are written: narrower when they fit
+        probe.narrow_spikes()
+    samples, units = _spike_samples(probe, fs), np.asarray(probe.spikes['clusters'])
     num_samples = int(recording.get_num_samples()) if recording is not None else \
         int(samples.max() + 1 if samples.size else 0)
     params = _params(extension_params)

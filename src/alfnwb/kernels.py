@@ -281,7 +281,7 @@ class CorrelogramRows:
     a block of them is made on demand (:meth:`read`). A file writer compresses blocks of rows on
     several threads as they are made, and the whole array (0.2 GB at 1000 units, 0.8 GB at 2000)
     never exists; :meth:`all` makes it at once, on threads. Beside the counts it holds the spikes'
-    by-unit order; samples and units are used in place when they are contiguous (int64 or int32) / (u)int32.
+    by-unit order; samples and units are used in place when contiguous (int64 or int32; (u)int32 or uint16).
 
     Parameters
     ----------
@@ -324,7 +324,7 @@ class CorrelogramRows:
                                                   self.size, self.half)
                 return
         self.samples = _contiguous(samples, (np.int64, np.int32), np.int64)
-        self.units = _contiguous(units, (np.int32, np.uint32), np.int32)
+        self.units = _contiguous(units, (np.int32, np.uint32, np.uint16), np.int32)
         order, ends = by_unit if by_unit is not None else group_spikes(self.units, n_units)
         self.by_unit = order
         self.starts = np.r_[0, ends].astype(np.int64)

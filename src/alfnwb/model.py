@@ -96,42 +96,42 @@ class ProbeData:
     _by_cluster: tuple | None = field(default=None, init=False, repr=False, compare=False)
     _alf_dtypes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def narrow_samples(self) -> bool:
-        """Hold ``spikes.samples`` as int32 when every value fits: the same numbers in 4 bytes a spike, not 8.
+    def narrow_spikes(self) -> list[str]:
+        """Hold ``spikes.samples`` as int32 and ``spikes.clusters`` as uint16 when every value fits.
 
-        An export holds the samples from its load to the end of its write (the correlograms read them
-        there): 70 MB less at 17.5 M spikes, 240 MB at 60 M. :meth:`alf_dtype` keeps the ALF dtype,
-        which :meth:`to_dict` and the writers give back.
+        The same numbers in 4 bytes a spike, not 8 (samples), and 2, not 4 (clusters): an export holds
+        both from its load to the end of its write (the correlograms read them there), 105 MB less at
+        17.5 M spikes, 360 MB at 60 M. :meth:`alf_dtype` keeps the ALF dtype, which :meth:`to_dict` and
+        the writers give back.
 
         Returns
         -------
-        bool
-            Whether the samples are now held narrower than in ALF.
+        list of str
+            The spike arrays held narrower than in ALF.
 
         >>> p = ProbeData(Provenance('p', 'e', 'probe00', 'iblsorter', 'alf/probe00/iblsorter', '', 'alf'),
-        ...               spikes={'samples': np.array([0, 7, 2 ** 31 - 1])}, clusters={}, channels={})
-        >>> p.narrow_samples(), p.spikes['samples'].dtype.name, p.alf_dtype('samples').name
-        (True, 'int32', 'int64')
-        >>> p.to_dict()['spikes']['samples'].dtype.name
-        'int64'
-        >>> p.spikes['samples'] = np.array([0, 2 ** 31])  # past int32: held as loaded
-        >>> p.narrow_samples(), p.spikes['samples'].dtype.name
-        (False, 'int64')
+        ...               spikes={'samples': np.array([0, 7, 2 ** 31 - 1]), 'clusters': np.array([1, 0, 2], np.uint32)},
+        ...               clusters={}, channels={})
+        >>> p.narrow_spikes(), p.spikes['samples'].dtype.name, p.alf_dtype('samples').name
+        (['samples', 'clusters'], 'int32', 'int64')
+        >>> p.to_dict()['spikes']['clusters'].dtype.name
+        'uint32'
+        >>> p.spikes['samples'] = np.array([0, 2 ** 31])  # past int32 (19.9 h at 30 kHz): held as loaded
+        >>> p.narrow_spikes(), p.spikes['samples'].dtype.name
+        (['clusters'], 'int64')
         """
-        s = self.spikes.get('samples')
-        if s is None:
-            return False
-        s = np.asarray(s)
-        if s.dtype.kind not in 'iu' or s.dtype.itemsize <= 4:
-            return s.dtype != self.alf_dtype('samples')
-        if s.size and (s.min() < 0 or s.max() > np.iinfo(np.int32).max):  # > 19.8 h at 30 kHz: kept as is
-            return False
-        self._alf_dtypes.setdefault('samples', s.dtype)
-        self.spikes['samples'] = s.astype(np.int32)
-        return True
+        for key, narrow in (('samples', np.int32), ('clusters', np.uint16)):
+            if key not in self.spikes:
+                continue
+            a = np.asarray(self.spikes[key])
+            wider = a.dtype.kind in 'iu' and a.dtype.itemsize > np.dtype(narrow).itemsize
+            if wider and not (a.size and (a.min() < 0 or a.max() > np.iinfo(narrow).max)):
+                self._alf_dtypes.setdefault(key, a.dtype)
+                self.spikes[key] = a.astype(narrow)
+        return [k for k in ('samples', 'clusters') if k in self.spikes and self.alf_dtype(k) != self.spikes[k].dtype]
 
     def alf_dtype(self, key: str) -> np.dtype:
-        """The dtype ``spikes.<key>`` has in ALF (the array's own unless :meth:`narrow_samples` narrowed it)."""
+        """The dtype ``spikes.<key>`` has in ALF (the array's own unless :meth:`narrow_spikes` narrowed it)."""
         return np.dtype(self._alf_dtypes.get(key, np.asarray(self.spikes[key]).dtype))
 
     def by_cluster(self) -> tuple[np.ndarray, np.ndarray]:
