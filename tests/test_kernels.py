@@ -136,7 +136,7 @@ def test_streamed_export_writes_what_the_analyzer_holds(synth, one_plain, small_
             assert dense() is None  # nothing else (the build's context) holds the dense templates
             assert 'average' not in analyzer.get_extension('templates').data
             assert isinstance(analyzer.get_extension('correlograms').data['ccgs'], Kernel)
-            # samples and clusters are held narrower through the write (the kernel reads them so); ALF dtypes in the file
+            # samples and clusters held narrower through the write (the kernel reads them so); ALF dtypes in the file
             assert probe.spikes['samples'].dtype == np.int32 and probe.alf_dtype('samples') == np.int64
             assert probe.spikes['clusters'].dtype == np.uint16 and probe.alf_dtype('clusters') == np.uint32
             rows = analyzer.get_extension('correlograms').data['ccgs']
