@@ -82,6 +82,9 @@ def test_units_table(nwb, synth):
             assert got.dtype == np.float64
             np.testing.assert_array_equal(got, expected)  # exact, in time order
             np.testing.assert_array_equal(units['spike_amplitudes'][row], sp['amps'][sp['clusters'] == c])
+            samples = units['spike_samples'][row]  # in the ALF dtype, though the export held them as int32
+            assert samples.dtype == sp['samples'].dtype == np.int64
+            np.testing.assert_array_equal(samples, sp['samples'][sp['clusters'] == c])
             el = units['electrodes'][row].index.to_numpy()
             assert el[0] == cl['channels'][c] + offset  # peak channel first
             assert set(el) == set(cl['waveformsChannels'][c] + offset)
@@ -99,6 +102,19 @@ def test_units_table(nwb, synth):
     from iblatlas.regions import BrainRegions
     peak = s.probes[0].sortings[0].clusters['channels']
     assert list(loc0) == list(BrainRegions().id2acronym(s.probes[0].channels['atlas_id'][peak]))
+
+
+def test_the_export_holds_samples_and_clusters_narrower(session_export, synth):
+    """An export holds spikes.samples as int32 and spikes.clusters as uint16 (the same values: the file,
+    test_units_table, and to_dict keep the ALF dtypes)."""
+    for probe, ref in zip(session_export.session.probes, synth.sessions[0].probes):
+        sp = ref.sortings[0].spikes
+        assert (probe.spikes['samples'].dtype, probe.spikes['clusters'].dtype) == (np.int32, np.uint16)
+        assert (probe.alf_dtype('samples'), probe.alf_dtype('clusters')) == (sp['samples'].dtype, sp['clusters'].dtype)
+        back = probe.to_dict()['spikes']
+        for key in ('samples', 'clusters'):
+            assert back[key].dtype == sp[key].dtype
+            np.testing.assert_array_equal(back[key], sp[key])
 
 
 def test_session_metadata_and_provenance(nwb, synth):
