@@ -1,5 +1,6 @@
 """The NWB file: electrodes, units, localization, metadata, validity, atomic writes."""
 
+import gc
 import os
 
 import numpy as np
@@ -232,3 +233,47 @@ def test_existing_output_needs_overwrite(synth, one_plain, tmp_path):
     assert out.read_bytes() == b'previous'
     with pytest.raises(OutputError, match='must end in .nwb'):
         export(one_plain, tmp_path / 'x.h5', pid=synth.pids[1])
+
+
+def test_an_export_frees_its_arrays_without_waiting_for_the_garbage_collector(synth, one_plain, tmp_path,
+                                                                              monkeypatch):
+    """ONE's AlfBunch objects and the NWBFile's containers are reference cycles holding the loaded arrays.
+    With the automatic collector off (a batch worker collects its oldest generation after tens of jobs),
+    the arrays an export replaced (the wider samples and clusters) are freed as the probe narrows them, and
+    the others once the result is dropped: nothing piles up from job to job."""
+    import weakref
+
+    from alfnwb import loading
+    from alfnwb.export import export
+
+    loaded = []
+    real = loading._load_spike_sorting
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        loaded.extend(weakref.ref(out[0][k]) for k in ('samples', 'clusters', 'times'))
+        return out
+
+    from alfnwb import export as export_module
+
+    at_build = []
+    real_build = export_module.build_analyzers
+
+    def build(*args, **kwargs):  # once loaded: the ALF int64 samples / uint32 clusters, replaced, are freed
+        at_build.append([r() is None for r in loaded[:2]])
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(loading, '_load_spike_sorting', spy)
+    monkeypatch.setattr(export_module, 'build_analyzers', build)
+    gc.collect()
+    gc.disable()
+    try:
+        result = export(one_plain, tmp_path / 'a.nwb', pid=synth.sessions[0].probes[0].pid)
+        samples, clusters, times = loaded
+        assert at_build == [[True, True]]
+        assert times() is result.session.probes[0].spikes['times']
+        held = [weakref.ref(v) for v in result.session.probes[0].spikes.values()]
+        del result
+        assert times() is None and all(r() is None for r in held)
+    finally:
+        gc.enable()
