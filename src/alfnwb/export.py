@@ -151,7 +151,7 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     compression : str or None
         HDF5 filter of the per-spike datasets ('gzip' default, 'lzf', None).
     extensions : str or list of str, optional
-        SortingAnalyzer extensions per probe: ``'default'`` (None), ``'all'``, ``'none'`` or names (:mod:`alfnwb.analyzer`).
+        Analyzer extensions per probe: ``'default'`` (None), ``'all'``, ``'none'`` or names (:mod:`alfnwb.analyzer`).
     raw : bool
         Also compute ``waveforms``, ``noise_levels`` and ``principal_components`` from the local AP band.
     extension_params : dict, optional
