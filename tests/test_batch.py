@@ -320,3 +320,27 @@ def test_a_one_worker_batch_writes_each_file_in_the_forked_writer(bcache, serial
 def test_upload_needs_a_dandiset(tmp_path):
     r = _cli('upload', str(tmp_path))
     assert r.returncode == 1 and 'no dandiset.yaml' in r.stderr
+
+
+@pytest.mark.parametrize('own', [False, True], ids=['user_or_dask_process', 'alfnwb_worker'])
+def test_a_worker_of_alfnwb_freezes_what_survives_each_job(bcache, tmp_path, monkeypatch, own):
+    """Each export collects its reference cycles, a walk over every object the process holds. In a process
+    alfnwb started (a local worker, the command line) what survives a job is then frozen, and the next job's
+    collection walks only its own objects; a Dask worker's or a user's process keeps its collector as it is."""
+    import gc
+    from dataclasses import asdict
+
+    from one.api import One
+
+    from alfnwb import allocator
+    from alfnwb.batch import run_job
+
+    monkeypatch.setattr(allocator, '_OWN_PROCESS', own)
+    job = asdict(plan_jobs(One(cache_dir=bcache.cache_dir, mode='local'), all_insertions=True)[0])
+    gc.unfreeze()
+    try:
+        row = run_job(job, str(tmp_path / 'ds'), {'cache_dir': str(bcache.cache_dir)}, {}, validate=False)
+        assert row['status'] == 'done', row['error']
+        assert (gc.get_freeze_count() > 0) is own
+    finally:
+        gc.unfreeze()
