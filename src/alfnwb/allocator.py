@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import gc
 import logging
 import os
 import threading
@@ -151,36 +150,3 @@ def job_allocator() -> Iterator[bool]:
                 libc.mallopt(M_MMAP_THRESHOLD, PINNED_THRESHOLD)
                 libc.mallopt(M_TRIM_THRESHOLD, trim_threshold())
                 libc.malloc_trim(0)
-
-
-# -- the garbage collector between jobs -------------------------------------------------------------
-
-_OWN_PROCESS = False  # set by own_process(): alfnwb started this process to run its jobs
-
-
-def own_process() -> None:
-    """Mark this process as one alfnwb started to run export jobs in (a local batch worker, the
-    ``alfnwb`` command itself): :func:`settle_after_job` may then change its garbage collector."""
-    global _OWN_PROCESS
-    _OWN_PROCESS = True
-
-
-def settle_after_job() -> bool:
-    """In a process alfnwb owns (:func:`own_process`), put what survived a job out of the garbage
-    collector's reach.
-
-    Every export collects its own reference cycles before it returns (:func:`alfnwb.export.export`),
-    a collection that walks every object the process holds: ~0.15 s with ONE, brainbox and pynwb
-    loaded. What is left once a job is done lives as long as the process (modules, NWB namespaces,
-    ONE's tables); frozen (``gc.freeze``), the next job's collection walks only that job's objects
-    (~2 ms). A Dask worker's or a user's process is left as it is: its collector is not ours.
-
-    Returns
-    -------
-    bool
-        Whether it froze.
-    """
-    if not _OWN_PROCESS:
-        return False
-    gc.freeze()
-    return True

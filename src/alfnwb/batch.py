@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .allocator import job_allocator, own_process, settle_after_job
+from .allocator import job_allocator
 from .dandi import ensure_dandiset_yaml, inside, nwb_relpath
 from .errors import AlfNwbError, AlfNwbWarning, NotFoundError, PerformanceWarning
 from .fileio import write_parquet_atomic
@@ -248,7 +248,6 @@ def run_job(job: dict, dandiset_dir: str, one_args: dict, export_kwargs: dict, v
     # in a Dask worker (malloc pinned by Dask's nanny) nearly every array would be fresh pages
     with job_allocator():
         row = _run_job(job, dandiset_dir, one_args, export_kwargs, validate, tmp_dir, isolate)
-    settle_after_job()  # a worker of alfnwb's own: the next job's collection walks only its own objects
     row['duration_s'] = round(time.perf_counter() - t0, 3)
     return row
 
@@ -547,11 +546,9 @@ def _warn_profiling_workers(client) -> None:
 
 
 def _warm_worker() -> None:
-    """A local worker imports what every job needs once, as it starts, while the others start too
-    (and, being alfnwb's own process, freezes what survives each job: :func:`allocator.settle_after_job`)."""
+    """A local worker imports what every job needs once, as it starts, while the others start too."""
     from .export import preload
 
-    own_process()
     preload()
 
 

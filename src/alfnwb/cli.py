@@ -533,10 +533,6 @@ def _run(args, progress) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``alfnwb`` command (``argv``: the arguments, default the command line)."""
-    if argv is None:  # the process's own command: a batch run in it may freeze what survives each job
-        from .allocator import own_process
-
-        own_process()
     code = _main(argv)
     if argv is None:  # the process's own command line, not a call from Python: the process exits next
         import gc

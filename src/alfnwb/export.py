@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .collector import collected_after
 from .errors import WarningLog, recorded_warnings
 from .loading import load_session, load_trials
 from .model import SessionData
@@ -174,27 +174,17 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     """
     output, meta = _check_arguments(output, overwrite, metadata, extensions, raw)
     say = progress or (lambda message: None)
-    with output_lock(output, tmp_dir), recorded_warnings(strict) as log:
+    # the export's reference cycles hold its arrays: collected as it ends, walking only its own objects
+    with collected_after(), output_lock(output, tmp_dir), recorded_warnings(strict) as log:
         say(f'loading {"insertion " + str(pid) if pid else "session " + str(eid)}')
         session = _load(one, trials, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter,
                         revision=revision, min_histology=min_histology, atlas=atlas)
         analyzers = build_analyzers(one, session, extensions, raw=raw, extension_params=extension_params,
                                     n_jobs=n_jobs or 1, progress=say)
         path = _build_and_write(session, analyzers, meta, compression, log, output, overwrite, tmp_dir, say, n_jobs)
-    result = _result(path, session, tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ())
-    del analyzers
-    return _collected(result)
-
-
-def _collected(result: ExportResult) -> ExportResult:
-    """``result``, once the export's reference cycles are freed.
-
-    The NWBFile's containers and the streamed analyzers' producers form reference cycles, which hold
-    the loaded arrays; the cyclic collector frees them at some later collection of its oldest
-    generation, which in a batch worker comes after tens of jobs: every job's arrays would pile up
-    until then (~0.1 GB a job of 3 M spikes, ~1 GB at full size).
-    """
-    gc.collect()
+        names = tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ()
+        result = _result(path, session, names)
+        del analyzers
     return result
 
 
