@@ -79,8 +79,8 @@ def rewrite_docs(path: str | Path) -> bool:
 #: The layers of the package, in the order data flow through them: a module imports only modules of
 #: its own layer or earlier ones (``tests/test_layout.py`` checks it on the real imports).
 LAYERS = (
-    ('foundation', ('errors', 'model', '_compat', 'kernels', 'fileio', 'allocator', 'locks', 'metadata', 'atlas',
-                    'nwb.layout', 'waveforms')),
+    ('foundation', ('errors', 'model', '_compat', 'kernels', 'fileio', 'allocator', 'collector', 'locks', 'metadata',
+                    'atlas', 'nwb.layout', 'waveforms')),
     ('load', ('loading', 'synthetic')),
     ('analyse', ('extensions', 'analyzer')),
     ('build + write', ('nwb.session', 'nwb.electrodes', 'nwb.units', 'nwb.analyzer', 'nwb.chunks', 'nwb.io', 'nwb.waveforms',

@@ -174,7 +174,6 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     """
     output, meta = _check_arguments(output, overwrite, metadata, extensions, raw)
     say = progress or (lambda message: None)
-    # the export's reference cycles hold its arrays: collected as it ends, walking only its own objects
     with collected_after(), output_lock(output, tmp_dir), recorded_warnings(strict) as log:
         say(f'loading {"insertion " + str(pid) if pid else "session " + str(eid)}')
         session = _load(one, trials, eid=eid, pid=pid, probe=probe, spike_sorter=spike_sorter,
@@ -182,8 +181,7 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
         analyzers = build_analyzers(one, session, extensions, raw=raw, extension_params=extension_params,
                                     n_jobs=n_jobs or 1, progress=say)
         path = _build_and_write(session, analyzers, meta, compression, log, output, overwrite, tmp_dir, say, n_jobs)
-        names = tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ()
-        result = _result(path, session, names)
+        result = _result(path, session, analyzers)
         del analyzers
     return result
 
@@ -241,8 +239,10 @@ def _build_and_write(session: SessionData, analyzers: list, meta: dict, compress
     return write_nwbfile(nwbfile, output, overwrite=overwrite, tmp_dir=tmp_dir, progress=say, jobs=jobs)
 
 
-def _result(path: Path, session: SessionData, extensions: tuple) -> ExportResult:
-    """What :func:`export` wrote: the file, the session, its unit and electrode counts, per-probe provenance."""
+def _result(path: Path, session: SessionData, analyzers: list) -> ExportResult:
+    """What :func:`export` wrote: the file, the session, its unit and electrode counts, per-probe
+    provenance, the extensions of its (first probe's) analyzer."""
+    extensions = tuple(analyzers[0].extensions) if analyzers and analyzers[0] is not None else ()
     return ExportResult(path=path, session=session, n_units=sum(p.n_clusters for p in session.probes),
                         n_electrodes=sum(p.n_channels for p in session.probes),
                         probes=[p.provenance for p in session.probes], extensions=extensions)
