@@ -617,8 +617,8 @@ def test_the_forked_writer_leaves_the_parents_objects_to_no_collector(tmp_path, 
         assert gc.get_freeze_count() == 0 if not before else before - 100 <= gc.get_freeze_count() <= before
     finally:
         gc.unfreeze()
-    # the parent's objects, frozen in the child: those the caller froze and those made since
-    assert int(seen.read_text()) >= before + len(made) >= 5000
+    # the parent's objects, frozen in the child: those the caller froze (a few freed since) and those made since
+    assert int(seen.read_text()) >= before - 100 + len(made) and len(made) == 5000
     assert (tmp_path / 'x.nwb').stat().st_size > 0
 
 
