@@ -530,8 +530,9 @@ def run_batch(args, env, run_dir) -> dict:
     return out
 
 
-#: The batch runs: alfnwb batch --workers 1 and 2 (keys '1', '2', as in earlier JSON), Dask (its workers'
-#: profiler off, as docs/publish.md advises; 'dask2-profiled': Dask's default, on), and 'pair':
+#: The batch runs: alfnwb batch --workers 1 and 2 (keys '1', '2', as in earlier JSON), Dask (its workers
+#: configured as docs/publish.md advises, alfnwb.batch.DASK_WORKER_CONFIG; 'dask2-profiled': Dask's own
+#: configuration, the profiler on), and 'pair':
 #: two ``alfnwb batch --workers 1`` processes at once, each on half of the insertions. They share
 #: nothing but the machine: their throughput is what 2 cores give this workload, the ceiling of the others.
 BATCH_MODES = ('1', '2', 'dask2', 'dask2-profiled', 'pair')
@@ -545,7 +546,7 @@ def batch_command(mode: str, cache_dir: Path, pids_file: Path, dandisets: list[P
     """The command of a batch run: the CLI with 1 or 2 local workers, ``dask_batch.py`` (2 workers), or
     (``pair``) a shell starting two CLI batches of 1 worker at once, on the two halves of the pids."""
     if mode in ('dask2', 'dask2-profiled'):
-        profile = ['--profile'] if mode == 'dask2-profiled' else []
+        profile = ['--dask-defaults'] if mode == 'dask2-profiled' else []
         return [sys.executable, str(HERE / 'dask_batch.py'), '--cache-dir', str(cache_dir), '--pids', str(pids_file),
                 '--dandiset-dir', str(dandisets[0]), '--workers', '2', *profile]
     if mode == 'pair':
@@ -796,8 +797,9 @@ def _md_batch(b: dict | None) -> list[str]:
     when = f' (measured {b["measured"][:16].replace("T", " ")}: `{b["command"]}`)' if b.get('measured') else ''
     shown = {'1': '`alfnwb batch --workers 1`', '2': '`alfnwb batch --workers 2`',
              'dask2': '`run_batch` on `LocalCluster(n_workers=2, threads_per_worker=1)` (`dask_batch.py`), '
-                      "the workers' profiler off",
-             'dask2-profiled': "the same with Dask's default: the workers' profiler on every 10 ms (`--profile`)",
+                      'the workers configured as docs/publish.md advises (`alfnwb.batch.DASK_WORKER_CONFIG`)',
+             'dask2-profiled': "the same with Dask's defaults: the workers' profiler on every 10 ms, the event "
+                               "loop's tick every 20 ms, its system monitor every 500 ms (`--dask-defaults`)",
              'pair': f'two `alfnwb batch --workers 1` at once, on {b["insertions"] // 2} insertions each '
                      '(nothing shared but the machine)'}
     lines = ['', '### Batch throughput', '',
@@ -818,7 +820,7 @@ def _md_batch(b: dict | None) -> list[str]:
                      f'{_fmt(d.get("steady_insertions_per_min"), ".1f")} | {jobs} |')
     cap = b.get('cpu_capacity', {})
     lines += ['', f'Speed-up over 1 worker, steady state: 2 local workers {_fmt(b.get("steady_speedup_2_workers"))} x, '
-              f'Dask 2 workers {_fmt(b.get("steady_speedup_dask_2_workers"))} x (with the profiler on: '
+              f'Dask 2 workers {_fmt(b.get("steady_speedup_dask_2_workers"))} x (with Dask's defaults: '
               f'{_fmt(b.get("steady_speedup_dask_2_workers_profiled"))} x), the pair of independent batches '
               f'{_fmt(b.get("steady_speedup_pair"))} x. Whole runs: 2 local workers '
               f'{_fmt(b.get("speedup_2_workers"))} x and the pair {_fmt(b.get("speedup_pair"))} x (process wall '
@@ -956,8 +958,10 @@ re-renders the document. `tests/test_benchmark_smoke.py` runs it all on tiny pro
   (`--no-validate --extensions none`) by `alfnwb batch --workers 1` and `--workers 2`, and by
   `alfnwb.batch.run_batch` on a Dask `LocalCluster(n_workers=2, threads_per_worker=1,
   processes=True)` (`benchmarks/dask_batch.py`: only `run_batch` is timed, the cluster's start-up
-  is reported apart). Its workers start with Dask's statistical profiler off, as `docs/publish.md`
-  advises; the same run with Dask's default (profiler on, `dask2-profiled`) is reported beside it.
+  is reported apart). Its workers start configured as `docs/publish.md` advises
+  (`alfnwb.batch.DASK_WORKER_CONFIG`: Dask's statistical profiler off, the event loop's tick and
+  system monitor less often); the same run with Dask's defaults (`dask2-profiled`) is reported
+  beside it.
   2 local workers are compared with 1 on the processes' wall times, Dask with 1 local worker on
   `run_batch`'s own seconds (the CLI's `report.json`).
 - The machine is shared: the load average and the cores that two CPU-bound processes actually get

@@ -36,8 +36,8 @@ from .locks import exclusive_lock
 from .nwb.chunks import default_jobs
 from .nwb.io import clean_leftovers, no_tqdm_monitor, write_isolation
 
-__all__ = ['Job', 'BatchReport', 'read_id_list', 'plan_jobs', 'run_job', 'run_batch', 'dask_profiling_workers',
-           'MANIFEST_COLUMNS']
+__all__ = ['Job', 'BatchReport', 'read_id_list', 'plan_jobs', 'run_job', 'run_batch', 'DASK_WORKER_CONFIG',
+           'dask_profiling_workers', 'MANIFEST_COLUMNS']
 
 STATE_DIR = '.alfnwb'
 MANIFEST = 'manifest.parquet'
@@ -504,6 +504,20 @@ def _open_executor(client, scheduler: str | None, workers: int) -> tuple[Executo
     else:
         executor = None
     return executor, own_executor
+
+
+#: Dask configuration for workers that run exports (docs/publish.md, *A Dask cluster for alfnwb*): set it
+#: where the workers start (``dask.config.set`` around a ``LocalCluster``, or the environment variables
+#: ``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False``, ``DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL=1s`` and
+#: ``DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL=5s`` of ``dask worker``). The statistical profiler
+#: (every 10 ms by Dask's default) stops the task's thread to walk its stack; the event loop's health tick
+#: (every 20 ms) and system monitor (every 500 ms) wake a thread that takes the GIL from the export. The
+#: memory monitor, which enforces the worker's memory limit, keeps Dask's interval.
+DASK_WORKER_CONFIG = {
+    'distributed.worker.profile.enabled': False,
+    'distributed.admin.tick.interval': '1s',
+    'distributed.admin.system-monitor.interval': '5s',
+}
 
 
 def dask_profiling_workers(client) -> dict[str, float]:
