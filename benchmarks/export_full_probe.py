@@ -820,7 +820,7 @@ def _md_batch(b: dict | None) -> list[str]:
                      f'{_fmt(d.get("steady_insertions_per_min"), ".1f")} | {jobs} |')
     cap = b.get('cpu_capacity', {})
     lines += ['', f'Speed-up over 1 worker, steady state: 2 local workers {_fmt(b.get("steady_speedup_2_workers"))} x, '
-              f'Dask 2 workers {_fmt(b.get("steady_speedup_dask_2_workers"))} x (with Dask's defaults: '
+              f'Dask 2 workers {_fmt(b.get("steady_speedup_dask_2_workers"))} x (with Dask\'s defaults: '
               f'{_fmt(b.get("steady_speedup_dask_2_workers_profiled"))} x), the pair of independent batches '
               f'{_fmt(b.get("steady_speedup_pair"))} x. Whole runs: 2 local workers '
               f'{_fmt(b.get("speedup_2_workers"))} x and the pair {_fmt(b.get("speedup_pair"))} x (process wall '
