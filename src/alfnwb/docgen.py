@@ -138,14 +138,15 @@ def plot_architecture(output: str | Path) -> Path:
     from matplotlib.figure import Figure
 
     graph = module_graph()
-    fig = Figure(figsize=(12.0, 7.5), dpi=100)
-    ax = fig.add_axes((0.01, 0.02, 0.98, 0.9))
+    rows = max(8, *(len(mods) for _, mods in LAYERS))  # the tallest layer sets the height: every module shown
+    fig = Figure(figsize=(12.0, 0.9 * rows + 1.0), dpi=100)
+    ax = fig.add_axes((0.01, 0.02, 0.98, 1 - 1.0 / (0.9 * rows + 1.0)))
     pos = {}
     for i, (title, mods) in enumerate(LAYERS):
         x = i * 1.0
-        ax.text(x, len(max((m for _, m in LAYERS), key=len)) + 0.1, title, ha='center', fontsize=11, weight='bold')
+        ax.text(x, rows - 1.0, title, ha='center', fontsize=11, weight='bold')
         for j, m in enumerate(mods):
-            pos[m] = (x, len(mods) - 1 - j + (8 - len(mods)) / 2)
+            pos[m] = (x, len(mods) - 1 - j + (rows - len(mods)) / 2 - 0.8)
             ax.text(*pos[m], m, ha='center', va='center', fontsize=9, zorder=3,
                     bbox={'boxstyle': 'round,pad=0.3', 'facecolor': '#e8f0fb', 'edgecolor': '#4a6fa5'})
     colours = ('#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d')
@@ -156,7 +157,7 @@ def plot_architecture(output: str | Path) -> Path:
                         arrowprops={'arrowstyle': '->', 'color': colours[layer_of(src)], 'linewidth': 0.7,
                                     'connectionstyle': 'arc3,rad=0.15', 'shrinkA': 14, 'shrinkB': 14})
     ax.set_xlim(-0.6, len(LAYERS) - 0.4)
-    ax.set_ylim(-0.7, 8.6)
+    ax.set_ylim(-1.5, rows - 0.5)
     ax.axis('off')
     fig.suptitle('alfnwb: modules by layer, data flowing left to right. An arrow: "imports" (read from the code,\n'
                  'coloured by the importing layer; imports of alfnwb.errors, used everywhere, not drawn)', fontsize=11)
