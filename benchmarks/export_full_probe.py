@@ -546,9 +546,9 @@ def batch_command(mode: str, cache_dir: Path, pids_file: Path, dandisets: list[P
     """The command of a batch run: the CLI with 1 or 2 local workers, ``dask_batch.py`` (2 workers), or
     (``pair``) a shell starting two CLI batches of 1 worker at once, on the two halves of the pids."""
     if mode in ('dask2', 'dask2-profiled'):
-        profile = ['--dask-defaults'] if mode == 'dask2-profiled' else []
+        defaults = ['--dask-defaults'] if mode == 'dask2-profiled' else []
         return [sys.executable, str(HERE / 'dask_batch.py'), '--cache-dir', str(cache_dir), '--pids', str(pids_file),
-                '--dandiset-dir', str(dandisets[0]), '--workers', '2', *profile]
+                '--dandiset-dir', str(dandisets[0]), '--workers', '2', *defaults]
     if mode == 'pair':
         pids = pids_file.read_text().split()
         halves = []

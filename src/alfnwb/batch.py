@@ -506,7 +506,7 @@ def _open_executor(client, scheduler: str | None, workers: int) -> tuple[Executo
     return executor, own_executor
 
 
-#: Dask configuration for workers that run exports (docs/publish.md, *A Dask cluster for alfnwb*): set it
+#: Dask configuration for workers that run exports (docs/publish.md, *Dask's worker settings*): set it
 #: where the workers start (``dask.config.set`` around a ``LocalCluster``, or the environment variables
 #: ``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False``, ``DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL=1s`` and
 #: ``DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL=5s`` of ``dask worker``). The statistical profiler

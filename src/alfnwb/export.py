@@ -182,7 +182,7 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
                                     n_jobs=n_jobs or 1, progress=say)
         path = _build_and_write(session, analyzers, meta, compression, log, output, overwrite, tmp_dir, say, n_jobs)
         result = _result(path, session, analyzers)
-        del analyzers
+        del analyzers  # their producers are reference cycles: freed by the collection as the block ends
     return result
 
 
