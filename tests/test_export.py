@@ -118,6 +118,71 @@ def test_the_export_holds_samples_and_clusters_narrower(session_export, synth):
             np.testing.assert_array_equal(back[key], sp[key])
 
 
+def test_an_export_holding_its_spike_columns_on_disk_writes_the_same_file(synth, one_plain, tmp_path, session_export,
+                                                                          monkeypatch):
+    """A large probe's spikes.times, amps and depths are held in anonymous files through the build and the
+    write (grouped by unit, read a block at a time: ProbeData.hold_on_disk). With every probe held so, the
+    file's every dataset equals the in-memory export's; the columns stay readable through the result, and no
+    file is left in the folder."""
+    import h5py
+
+    from alfnwb import export as export_module
+    from alfnwb.model import DiskColumn
+
+    at_write = []
+    real = export_module._build_and_write
+
+    def spy(session, *args, **kwargs):
+        at_write.append([type(p.spikes[k]) for p in session.probes for k in ('times', 'amps', 'depths')])
+        return real(session, *args, **kwargs)
+
+    def whole(self, index):
+        raise AssertionError('a DiskColumn read whole to gather rows')
+
+    monkeypatch.setattr(export_module, 'ON_DISK_MIN_BYTES', 0)
+    monkeypatch.setattr(export_module, '_build_and_write', spy)
+    monkeypatch.setattr(DiskColumn, '__getitem__', whole)  # the writers read the files block by block
+    result = export(one_plain, tmp_path / 'on_disk.nwb', eid=synth.sessions[0].eid)
+    assert at_write == [[DiskColumn] * 6]
+    assert sorted(os.listdir(tmp_path)) == ['on_disk.nwb']  # the columns' files have no name
+    for probe, ref in zip(result.session.probes, synth.sessions[0].probes):
+        for key in ('times', 'amps', 'depths'):
+            np.testing.assert_array_equal(np.asarray(probe.spikes[key]), ref.sortings[0].spikes[key])
+            np.testing.assert_array_equal(probe.to_dict()['spikes'][key], ref.sortings[0].spikes[key])
+    names = []
+    with h5py.File(session_export.path, 'r') as a, h5py.File(result.path, 'r') as b:
+        a.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        assert {'units/spike_times', 'units/spike_amplitudes', 'units/spike_depths',
+                'processing/ecephys/probe01/extensions/spike_locations/data'} <= set(names)
+        for name in names:
+            if name in ('file_create_date', 'identifier') or name.startswith('specifications'):
+                continue
+            x, y = a[name][()], b[name][()]
+            if isinstance(x, np.ndarray) and x.dtype.kind == 'O':
+                assert [str(v) for v in x.ravel()] == [str(v) for v in y.ravel()], name
+            else:
+                np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def test_a_spike_column_that_cannot_go_to_disk_is_a_one_line_error(synth, one_plain, tmp_path, monkeypatch):
+    """A full disk as a large probe's columns go to their files: one line naming the insertion and the
+    dataset, nothing left in the folder."""
+    from alfnwb import export as export_module
+    from alfnwb.model import DiskColumn
+
+    def full(*args, **kwargs):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(export_module, 'ON_DISK_MIN_BYTES', 0)
+    monkeypatch.setattr(DiskColumn, 'write', full)
+    pid = synth.sessions[0].probes[0].pid
+    with pytest.raises(OutputError, match=f'^insertion {pid}: cannot hold spikes.times on disk in .*'
+                                          'No space left on device') as e:
+        export(one_plain, tmp_path / 'x.nwb', pid=pid)
+    assert '\n' not in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
 def test_session_metadata_and_provenance(nwb, synth):
     s = synth.sessions[0]
     assert nwb.session_id == s.eid and nwb.subject.subject_id == s.subject and nwb.lab == s.lab

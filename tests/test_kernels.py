@@ -105,8 +105,9 @@ def test_streamed_export_writes_what_the_analyzer_holds(synth, one_plain, small_
     import h5py
 
     from alfnwb import extensions
-    from alfnwb.export import build_nwbfile
+    from alfnwb.export import build_nwbfile, hold_on_disk
     from alfnwb.extensions import StreamedAnalyzer
+    from alfnwb.model import DiskColumn
     from alfnwb.nwb import chunks
     from alfnwb.nwb.io import write_nwbfile
     from alfnwb.loading import load_session
@@ -122,9 +123,15 @@ def test_streamed_export_writes_what_the_analyzer_holds(synth, one_plain, small_
     probe, _ = _with_ties(session.probes[0], descending=descending)
     session.probes = [probe]
     files = {}
-    for stream in (False, True):
-        analyzer = build_analyzer(probe, ALF_EXTENSIONS, stream=stream)
-        assert isinstance(analyzer, StreamedAnalyzer) is stream
+    for stream in (False, True, 'on_disk'):
+        if stream == 'on_disk':  # as a large probe's export: times, amps and depths in files, grouped by unit
+            assert hold_on_disk(session, tmp_path, min_bytes=0) == [probe.provenance.pid]
+        analyzer = build_analyzer(probe, ALF_EXTENSIONS, stream=bool(stream))
+        assert isinstance(analyzer, StreamedAnalyzer) is bool(stream)
+        if stream == 'on_disk':  # read from the files as the writer gathers them, in vector order only
+            amplitudes = analyzer.get_extension('spike_amplitudes').data['amplitudes']
+            assert isinstance(probe.spikes['amps'], DiskColumn)
+            assert (amplitudes.grouped_by is probe.by_cluster()[0]) is not descending
         nwbfile = build_nwbfile(session, None, analyzers=[analyzer])
         if stream:
             assert isinstance(analyzer.get_extension('correlograms').data['ccgs'], Kernel)
@@ -142,22 +149,23 @@ def test_streamed_export_writes_what_the_analyzer_holds(synth, one_plain, small_
             rows = analyzer.get_extension('correlograms').data['ccgs']
             assert (rows.samples.dtype, rows.units.dtype) == (np.int32, np.uint16)  # used as held, no copies
         files[stream] = write_nwbfile(nwbfile, tmp_path / f'{stream}.nwb')
-    with h5py.File(files[False], 'r') as a, h5py.File(files[True], 'r') as b:
-        group = f'processing/ecephys/{probe.provenance.probe}'
-        names = []
-        a[group].visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
-        assert {'extensions/correlograms/data', 'extensions/spike_amplitudes/data',
-                'extensions/spike_locations/data'} <= set(names)
-        for name in names:
-            x, y = a[group][name], b[group][name]
-            if x.dtype.kind == 'O' or x.dtype.kind == 'S':
-                continue
-            np.testing.assert_array_equal(x[()], y[()], err_msg=name)
-        assert a['units/spike_samples'].dtype == b['units/spike_samples'].dtype == np.int64
-        for name in ('spike_samples', 'spike_samples_index'):
-            np.testing.assert_array_equal(a[f'units/{name}'][()], b[f'units/{name}'][()])
-        ccg = b[f'{group}/extensions/correlograms/data']
-        assert ccg.compression == 'gzip' and ccg.chunks[0] * 4 <= ccg.shape[0] and ccg[()].sum() > 1000
+    for other in (True, 'on_disk'):
+        with h5py.File(files[False], 'r') as a, h5py.File(files[other], 'r') as b:
+            group = f'processing/ecephys/{probe.provenance.probe}'
+            names = []
+            a[group].visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+            assert {'extensions/correlograms/data', 'extensions/spike_amplitudes/data',
+                    'extensions/spike_locations/data'} <= set(names)
+            for name in names:
+                x, y = a[group][name], b[group][name]
+                if x.dtype.kind == 'O' or x.dtype.kind == 'S':
+                    continue
+                np.testing.assert_array_equal(x[()], y[()], err_msg=name)
+            assert a['units/spike_samples'].dtype == b['units/spike_samples'].dtype == np.int64
+            for name in ('spike_samples', 'spike_samples_index', 'spike_times', 'spike_amplitudes', 'spike_depths'):
+                np.testing.assert_array_equal(a[f'units/{name}'][()], b[f'units/{name}'][()])
+            ccg = b[f'{group}/extensions/correlograms/data']
+            assert ccg.compression == 'gzip' and ccg.chunks[0] * 4 <= ccg.shape[0] and ccg[()].sum() > 1000
 
 
 def test_peak_sample_in_unit_blocks_is_the_whole_arrays():

@@ -25,7 +25,7 @@ import numpy as np
 from ._compat import extension_array, inject_extension
 from .errors import AlfNwbError, InvalidDataError
 from .kernels import BLOCK, CorrelogramRows, cosine_similarity, group_spikes, isi_histograms, uniform_random_spikes
-from .model import ProbeData
+from .model import DiskColumn, ProbeData
 
 __all__ = ['Extension', 'REGISTRY', 'BUILD_ORDER', 'BuildContext', 'SpikeRows', 'StreamedAnalyzer', 'StoredExtension', 'ms_window', 'template_channels',
            'dense_templates']
@@ -98,12 +98,19 @@ class SpikeRows:
     """Per-spike rows in spike-vector order, made from the ALF arrays when indexed, never all at once.
 
     ``rows[i]`` (positions, or a slice, of the spike vector) gives those spikes' rows; a writer
-    gathers them a block at a time in the order of the units table.
+    gathers them a block at a time in the order of the units table. Made of a column held on disk
+    in that order (:class:`alfnwb.model.DiskColumn`), they come as ``rows.rows(start, stop)`` in the
+    order ``grouped_by`` (what :func:`alfnwb.nwb.chunks.gather` asks for).
     """
 
-    def __init__(self, n: int, tail: tuple, dtype, make):
+    def __init__(self, n: int, tail: tuple, dtype, make, grouped_by: np.ndarray | None = None, rows=None):
         self.shape, self.dtype, self._make = (int(n),) + tuple(tail), np.dtype(dtype), make
         self.ndim = len(self.shape)
+        self.grouped_by, self._rows = grouped_by, rows
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows of the spikes ``grouped_by[start:stop]``."""
+        return self._rows(start, stop) if self._rows is not None else self[self.grouped_by[start:stop]]
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -215,6 +222,22 @@ class BuildContext:
     def alf(self, index):
         """ALF spikes of spike-vector positions (or a slice of them)."""
         return index if self.order is None else self.order[index]
+
+    def column_rows(self, key: str, tail: tuple, dtype, make) -> SpikeRows:
+        """Per-spike rows ``make(values, spikes)``: ``values`` of ALF ``spikes.<key>`` at the spike-vector
+        positions ``spikes``.
+
+        A column the export holds on disk (:class:`~alfnwb.model.DiskColumn`, grouped by unit) is
+        read from its file block by block as the writer gathers the rows by unit, when the spike
+        vector's order is ALF's and the analyzer streams; otherwise it is read back into memory here.
+        """
+        col = self.probe.spikes[key]
+        on_disk = isinstance(col, DiskColumn) and self.stream and self.order is None
+        col = col if on_disk else np.asarray(col)
+        rows = SpikeRows(self.n_spikes, tail, dtype, lambda i: make(col[self.alf(i)], i))
+        if on_disk:  # the writer's by-unit order is the probe's (by_unit), the column's
+            rows.grouped_by, rows._rows = col.grouped_by, lambda a, b: make(col.rows(a, b), col.grouped_by[a:b])
+        return rows
 
     def inject(self, name: str, params: dict, data: dict) -> None:
         """Set an extension's parameters and data on the analyzer."""
@@ -366,9 +389,8 @@ class SpikeAmplitudes(_PerSpike):
     source = 'ALF spikes.amps (uV, negative)'
 
     def build(self, ctx: BuildContext) -> None:
-        amps = np.asarray(ctx.probe.spikes['amps'])
-        rows = SpikeRows(ctx.n_spikes, (), np.float32,
-                         lambda i: (amps[ctx.alf(i)] * -1e6).astype(np.float32))  # V -> uV, negative
+        rows = ctx.column_rows('amps', (), np.float32,
+                               lambda amps, i: (amps * -1e6).astype(np.float32))  # V -> uV, negative
         ctx.inject(self.name, {}, {'amplitudes': ctx.per_spike(rows)})
 
     def read(self, ctx) -> None:
@@ -387,15 +409,14 @@ class SpikeLocations(_PerSpike):
 
     def build(self, ctx: BuildContext) -> None:
         x = _unit_x(ctx.probe, ctx.dense).astype(np.float32)
-        depths, units = np.asarray(ctx.probe.spikes['depths']), ctx.units
+        units = ctx.units
 
-        def make(i) -> np.ndarray:  # x of the spike's unit, y its ALF depth
-            y = depths[ctx.alf(i)]
+        def make(y: np.ndarray, i) -> np.ndarray:  # x of the spike's unit, y its ALF depth
             out = np.empty((y.shape[0], 2), dtype=np.float32)
             out[:, 0], out[:, 1] = x[units[i]], y
             return out
 
-        rows = SpikeRows(ctx.n_spikes, (2,), np.float32, make)
+        rows = ctx.column_rows('depths', (2,), np.float32, make)
         if ctx.stream:
             return ctx.inject(self.name, dict(_SPIKE_LOCATION_PARAMS), {'spike_locations': rows})
         loc = np.zeros(ctx.n_spikes, dtype=[('x', 'float32'), ('y', 'float32')])  # SpikeInterface's records

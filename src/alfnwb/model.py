@@ -14,15 +14,20 @@ True
 from __future__ import annotations
 
 import datetime
+import os
+import tempfile
+import threading
 import warnings
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import DataWarning
 
-__all__ = ['HISTOLOGY_LEVELS', 'SAMPLING_FREQUENCY', 'KILOSORT25', 'UNREVISIONED', 'Provenance', 'ProbeData', 'SessionData']
+__all__ = ['HISTOLOGY_LEVELS', 'SAMPLING_FREQUENCY', 'KILOSORT25', 'UNREVISIONED', 'Provenance', 'ProbeData', 'SessionData',
+           'DiskColumn']
 
 #: Name users give the old layout (``alf/probeXX`` without a sorter folder).
 KILOSORT25 = 'kilosort2.5'
@@ -64,6 +69,76 @@ class Provenance:
         """The inverse of :meth:`to_dict`; unknown keys (e.g. ``num_samples``) are ignored."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: str(v) for k, v in d.items() if k in names})
+
+
+_SEEK_LOCK = threading.Lock()
+
+
+class DiskColumn:
+    """A per-spike column held in a file, its rows grouped by cluster (the order of :meth:`ProbeData.by_cluster`).
+
+    The writers read such a column in that order only, a block of rows at a time: :meth:`rows` reads
+    them from the file (``grouped_by`` is the permutation, shared with the probe). The whole column in
+    ALF order (``numpy.asarray``) or any rows of it (``column[index]``) cost a read of the file each time.
+
+    The file is anonymous (``tempfile.TemporaryFile``: no name on Linux, so nothing can be left
+    behind, even by a killed process); it lives as long as the column, and a forked process reads it too.
+
+    >>> times, order = np.array([0.5, 0.7, 0.9, 1.2]), np.array([1, 3, 0, 2], dtype=np.int32)
+    >>> col = DiskColumn.write(times, order, folder=None)
+    >>> col.rows(1, 3).tolist(), col[[2, 0]].tolist(), np.array_equal(np.asarray(col), times)
+    ([1.2, 0.5], [0.9, 0.5], True)
+    """
+
+    def __init__(self, file, dtype, n: int, grouped_by: np.ndarray):
+        self.file, self.dtype, self.shape, self.grouped_by = file, np.dtype(dtype), (int(n),), grouped_by
+        self.ndim, self.size, self.nbytes = 1, int(n), int(n) * self.dtype.itemsize
+
+    @classmethod
+    def write(cls, array: np.ndarray, order: np.ndarray, folder: str | Path | None,
+              block: int = 1 << 20) -> DiskColumn:
+        """``array[order]`` written a block at a time (no full-size copy in memory) to a temporary file
+        in ``folder`` (None: the system's temporary folder)."""
+        f = tempfile.TemporaryFile(dir=folder)
+        try:
+            for a in range(0, order.size, block):
+                array[order[a:a + block]].tofile(f)
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        return cls(f, array.dtype, array.shape[0], order)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` in the grouped order, read from the file (thread-safe: no shared offset)."""
+        start, stop = max(0, start), min(stop, self.size)
+        out = np.empty(max(stop - start, 0), dtype=self.dtype)
+        view, offset = memoryview(out).cast('B'), start * self.dtype.itemsize
+        while view.nbytes:
+            got = self._read_at(view, offset)
+            if got <= 0:
+                raise OSError(f'spike column file: {view.nbytes} bytes short at offset {offset}')
+            view, offset = view[got:], offset + got
+        return out
+
+    def _read_at(self, view: memoryview, offset: int) -> int:
+        if hasattr(os, 'preadv'):  # POSIX: no file position shared between the compression threads
+            return os.preadv(self.file.fileno(), [view], offset)
+        with _SEEK_LOCK:  # Windows
+            self.file.seek(offset)
+            return self.file.readinto(view)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.empty(self.shape, dtype=self.dtype)
+        for a in range(0, self.size, 1 << 20):
+            out[self.grouped_by[a:a + (1 << 20)]] = self.rows(a, a + (1 << 20))
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return np.asarray(self)[index]
 
 
 def _arrays_to_dict(obj: dict) -> dict:
@@ -132,7 +207,29 @@ class ProbeData:
 
     def alf_dtype(self, key: str) -> np.dtype:
         """The dtype ``spikes.<key>`` has in ALF (the array's own unless :meth:`narrow_spikes` narrowed it)."""
-        return np.dtype(self._alf_dtypes.get(key, np.asarray(self.spikes[key]).dtype))
+        held = self.spikes[key]
+        return np.dtype(self._alf_dtypes.get(key, held.dtype if hasattr(held, 'dtype') else np.asarray(held).dtype))
+
+    def hold_on_disk(self, keys, folder: str | Path | None = None) -> list[str]:
+        """Move spike columns the writers read grouped by cluster only into files: :class:`DiskColumn`.
+
+        ``spikes.times``, ``amps`` and ``depths`` are 20 bytes a spike that an export holds from its
+        load to the end of its write only to write them by unit. Each goes to an anonymous file in
+        ``folder``, in the order of :meth:`by_cluster`; ``numpy.asarray`` reads one back whole.
+
+        Returns
+        -------
+        list of str
+            The columns now on disk.
+        """
+        order = self.by_cluster()[0]
+        moved = []
+        for key in keys:
+            a = self.spikes.get(key)
+            if isinstance(a, np.ndarray) and a.ndim == 1:
+                self.spikes[key] = DiskColumn.write(a, order, folder)
+                moved.append(key)
+        return moved
 
     def by_cluster(self) -> tuple[np.ndarray, np.ndarray]:
         """Spikes grouped by cluster, time order kept (:func:`alfnwb.kernels.group_spikes`), made once.
@@ -176,8 +273,8 @@ class ProbeData:
 
     def to_dict(self) -> dict:
         """``{'provenance': dict, 'spikes': dict, 'clusters': dict, 'channels': dict}``."""
-        spikes = {k: (np.asarray(v).astype(self._alf_dtypes[k]) if k in self._alf_dtypes else v)
-                  for k, v in self.spikes.items()}
+        spikes = {k: (np.asarray(v).astype(self._alf_dtypes[k]) if k in self._alf_dtypes else
+                      np.asarray(v) if isinstance(v, DiskColumn) else v) for k, v in self.spikes.items()}
         return {'provenance': self.provenance.to_dict(), 'spikes': _arrays_to_dict(spikes),
                 'clusters': _arrays_to_dict(self.clusters), 'channels': _arrays_to_dict(self.channels),
                 'waveforms': None if self.waveforms is None else dict(self.waveforms)}

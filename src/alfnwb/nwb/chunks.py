@@ -167,23 +167,32 @@ def dataio(data, compression: str | None, chunk: int | None = 1 << 18):
 
 def gather(pieces: list, compression: str | None, chunk: int = 1 << 18, dtype=None):
     """Data for a dataset holding ``concatenate([a[order] for a, order in pieces])``, gathered block by
-    block as it is compressed; as ``dtype`` when given (arrays held narrower than their file dtype)."""
+    block as it is compressed; as ``dtype`` when given (arrays held narrower than their file dtype).
+
+    A source whose ``grouped_by`` is its piece's order already holds its rows in that order
+    (:class:`alfnwb.model.DiskColumn`, a row producer made of one): ``a.rows(start, stop)`` gives them.
+    """
     # arrays, or row producers indexed like them (alfnwb.extensions.SpikeRows)
     pieces = [(a if hasattr(a, 'shape') and hasattr(a, 'dtype') else np.asarray(a), np.asarray(o)) for a, o in pieces]
     dtype = np.dtype(dtype) if dtype is not None else np.result_type(*[a.dtype for a, _ in pieces])
-    if compression is None or not sum(o.size for _, o in pieces):
-        return (np.concatenate([a[o] for a, o in pieces]) if len(pieces) > 1 else
-                pieces[0][0][pieces[0][1]]).astype(dtype, copy=False)
-    order = np.concatenate([o for _, o in pieces]) if len(pieces) > 1 else pieces[0][1]
     offsets = np.cumsum([0] + [o.size for _, o in pieces])
-    sources = [a for a, _ in pieces]
 
     def read(start: int, stop: int) -> np.ndarray:
-        out = [a[order[max(start, lo):min(stop, hi)]] for a, lo, hi in zip(sources, offsets[:-1], offsets[1:])
-               if max(start, lo) < min(stop, hi)]  # the pieces this block overlaps
+        out = [_rows(a, o, max(start, lo) - lo, min(stop, hi) - lo)
+               for (a, o), lo, hi in zip(pieces, offsets[:-1], offsets[1:])
+               if max(start, lo) < min(stop, hi) or offsets[-1] == 0]  # the pieces this block overlaps
         return (np.concatenate(out) if len(out) > 1 else out[0]).astype(dtype, copy=False)
 
-    return RowBlocks(order.size, sources[0].shape[1:], dtype, read).dataio(compression, chunk)
+    if compression is None or not offsets[-1]:
+        return read(0, int(offsets[-1]))
+    return RowBlocks(int(offsets[-1]), pieces[0][0].shape[1:], dtype, read).dataio(compression, chunk)
+
+
+def _rows(source, order: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of ``source[order]``: read in place when the source is held in that order."""
+    if getattr(source, 'grouped_by', None) is order:
+        return source.rows(start, stop)
+    return source[order[start:stop]]
 
 
 def deflate_chunk(block: np.ndarray, chunk_rows: int) -> bytes:

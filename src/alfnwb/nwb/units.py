@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from ..errors import DataWarning
-from ..model import ProbeData
+from ..model import DiskColumn, ProbeData
 from . import layout
 from .chunks import dataio, gather
 
@@ -84,8 +84,9 @@ def _spike_pieces(probe: ProbeData) -> tuple[dict, np.ndarray]:
         key = col.alf.split('.', 1)[1]
         if col.alf_object != 'spikes':
             continue
-        if key in sp:
-            pieces[col.name] = (np.asarray(sp[key]), order, probe.alf_dtype(key))
+        if key in sp:  # an array, or a DiskColumn already in this order (ProbeData.hold_on_disk)
+            held = sp[key] if isinstance(sp[key], DiskColumn) else np.asarray(sp[key])
+            pieces[col.name] = (held, order, probe.alf_dtype(key))
         elif key in ('amps', 'depths'):  # written as NaN; spike_samples is left out when absent
             pieces[col.name] = (np.full(order.size, np.nan), order, np.dtype(float))
     return pieces, ends
