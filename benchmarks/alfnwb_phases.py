@@ -27,6 +27,7 @@ STAGES = [
     ('alfnwb.export', 'load_session', 'load (ONE, SpikeSortingLoader, checks)'),
     ('alfnwb.loading', 'corrupt_datasets', 'ALF file checks'),
     ('alfnwb.loading', '_check', 'consistency checks'),
+    ('alfnwb.export', 'hold_on_disk', 'times, amps and depths to disk (large probes)'),
     ('alfnwb.export', 'build_analyzers', 'SortingAnalyzer extensions'),
     ('alfnwb.analyzer', 'vector_order', 'spike vector (sort unless in order)'),
     ('alfnwb.extensions', 'correlograms', 'correlograms'),
