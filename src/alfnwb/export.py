@@ -159,12 +159,10 @@ def export(one, output: str | Path, *, pid: str | None = None, eid: str | None =
     extension_params : dict, optional
         SpikeInterface parameters per extension, e.g. ``{'correlograms': {'window_ms': 100}}``.
     n_jobs : int, optional
-        Threads compressing the large datasets (default: the cores available), and processes for
-        the raw-data extensions (default: 1).
+        Compression threads (default: the cores available) and raw-data extension processes (default: 1).
     tmp_dir : str or pathlib.Path, optional
-        Where the file is written before its rename (same file system as ``output``), and where a
-        large probe's spike times, amplitudes and depths are held through the export (anonymous
-        files, :func:`hold_on_disk`). Default: the output's folder.
+        Folder of the file before its rename (same file system as ``output``) and of a large probe's
+        spike columns (:func:`hold_on_disk`); default: the output's folder.
     strict : bool
         Fail on any degradation (:class:`~alfnwb.errors.AlfNwbWarning`) instead of warning and recording it.
     progress : callable, optional
