@@ -736,7 +736,8 @@ def _md_targets(res: dict) -> list[str]:
         if not t.get('measured', t['value'] is not None):
             lines.append(f'| {t["target"]} | not measured | not met |')
             continue
-        lines.append(f'| {t["target"]} | {_fmt(t["value"])} {t["unit"]} | {"**met**" if t["met"] else "**missed**"} |')
+        value = _fmt(t['value'], '.2f' if t['met'] else '.3f')  # a miss never reads as its limit (1.797, not 1.80)
+        lines.append(f'| {t["target"]} | {value} {t["unit"]} | {"**met**" if t["met"] else "**missed**"} |')
     return lines
 
 
@@ -1159,7 +1160,7 @@ def main(argv=None) -> int:
         log(f'wrote {output} and {json_path}')
         for t in res['targets']:
             state = 'MET   ' if t['met'] else 'MISSED' if t['measured'] else 'NOT MEASURED'
-            log(f'  {state} {t["target"]}: {_fmt(t["value"])} {t["unit"]}')
+            log(f'  {state} {t["target"]}: {_fmt(t["value"], ".2f" if t["met"] else ".3f")} {t["unit"]}')
         failed = failures(res)
         if failed:
             log(f'failed: {", ".join(failed)} (see {run_dir / "logs"})')
