@@ -234,10 +234,12 @@ class BuildContext:
         col = self.probe.spikes[key]
         on_disk = isinstance(col, DiskColumn) and self.stream and self.order is None
         col = col if on_disk else np.asarray(col)
-        rows = SpikeRows(self.n_spikes, tail, dtype, lambda i: make(col[self.alf(i)], i))
-        if on_disk:  # the writer's by-unit order is the probe's (by_unit), the column's
-            rows.grouped_by, rows._rows = col.grouped_by, lambda a, b: make(col.rows(a, b), col.grouped_by[a:b])
-        return rows
+
+        def by_unit(a: int, b: int) -> np.ndarray:  # the writer's by-unit order is the probe's, the column's
+            return make(col.rows(a, b), col.grouped_by[a:b])
+
+        return SpikeRows(self.n_spikes, tail, dtype, lambda i: make(col[self.alf(i)], i),
+                         grouped_by=col.grouped_by if on_disk else None, rows=by_unit if on_disk else None)
 
     def inject(self, name: str, params: dict, data: dict) -> None:
         """Set an extension's parameters and data on the analyzer."""
