@@ -430,8 +430,10 @@ def job_durations(dandiset: Path, env: dict) -> list:
     manifest = dandiset / '.alfnwb' / 'manifest.parquet'
     if not manifest.exists():
         return []
-    code = ('import json, sys, pandas as pd; m = pd.read_parquet(sys.argv[1]); '
-            'print(json.dumps([round(float(x), 2) for x in m["duration_s"]]))')
+    # os._exit: pyarrow's threads sometimes abort the interpreter's exit ("terminate called without an
+    # active exception", exit -6), after the answer is printed
+    code = ('import json, os, sys, pandas as pd; m = pd.read_parquet(sys.argv[1]); '
+            'print(json.dumps([round(float(x), 2) for x in m["duration_s"]]), flush=True); os._exit(0)')
     for _ in range(2):  # once it came back empty, without a trace (run of 2026-11-27 03:43): say why, retry once
         r = subprocess.run([sys.executable, '-c', code, str(manifest)], env=env, capture_output=True, text=True)
         if r.returncode == 0:
