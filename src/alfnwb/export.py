@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .collector import collected_after
-from .errors import WarningLog, recorded_warnings
+from .errors import OutputError, WarningLog, recorded_warnings
 from .loading import load_session, load_trials
 from .model import SessionData
 from .metadata import read_metadata
@@ -250,8 +250,6 @@ def hold_on_disk(session: SessionData, folder: str | Path, min_bytes: int | None
     alfnwb.errors.OutputError
         A column could not be written (e.g. a full disk): its file is gone, the column still in memory.
     """
-    from .errors import OutputError
-
     least = ON_DISK_MIN_BYTES if min_bytes is None else min_bytes
     held = []
     for probe in session.probes:
@@ -259,7 +257,7 @@ def hold_on_disk(session: SessionData, folder: str | Path, min_bytes: int | None
             continue
         for key in ON_DISK:
             try:
-                probe.hold_on_disk([key], folder)
+                probe.hold_on_disk(key, folder)
             except OSError as e:
                 raise OutputError(f'insertion {probe.provenance.pid}: cannot hold spikes.{key} on disk in {folder} '
                                   f'({e.strerror or e})') from None

@@ -109,8 +109,8 @@ class SpikeRows:
         self.grouped_by, self._rows = grouped_by, rows
 
     def rows(self, start: int, stop: int) -> np.ndarray:
-        """Rows of the spikes ``grouped_by[start:stop]``."""
-        return self._rows(start, stop) if self._rows is not None else self[self.grouped_by[start:stop]]
+        """Rows of the spikes ``grouped_by[start:stop]`` (only when made with ``grouped_by``)."""
+        return self._rows(start, stop)
 
     def __len__(self) -> int:
         return self.shape[0]

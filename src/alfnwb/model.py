@@ -90,19 +90,21 @@ class DiskColumn:
     ([1.2, 0.5], [0.9, 0.5], True)
     """
 
+    #: Rows a block (8 MB of float64): what writing and reading back whole go by.
+    BLOCK = 1 << 20
+
     def __init__(self, file, dtype, n: int, grouped_by: np.ndarray):
         self.file, self.dtype, self.shape, self.grouped_by = file, np.dtype(dtype), (int(n),), grouped_by
         self.ndim, self.size, self.nbytes = 1, int(n), int(n) * self.dtype.itemsize
 
     @classmethod
-    def write(cls, array: np.ndarray, order: np.ndarray, folder: str | Path | None,
-              block: int = 1 << 20) -> DiskColumn:
+    def write(cls, array: np.ndarray, order: np.ndarray, folder: str | Path | None) -> DiskColumn:
         """``array[order]`` written a block at a time (no full-size copy in memory) to a temporary file
         in ``folder`` (None: the system's temporary folder)."""
         f = tempfile.TemporaryFile(dir=folder)
         try:
-            for a in range(0, order.size, block):
-                array[order[a:a + block]].tofile(f)
+            for a in range(0, order.size, cls.BLOCK):
+                array[order[a:a + cls.BLOCK]].tofile(f)
             f.flush()
         except BaseException:
             f.close()
@@ -133,8 +135,8 @@ class DiskColumn:
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = np.empty(self.shape, dtype=self.dtype)
-        for a in range(0, self.size, 1 << 20):
-            out[self.grouped_by[a:a + (1 << 20)]] = self.rows(a, a + (1 << 20))
+        for a in range(0, self.size, self.BLOCK):
+            out[self.grouped_by[a:a + self.BLOCK]] = self.rows(a, a + self.BLOCK)
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __getitem__(self, index) -> np.ndarray:
@@ -210,26 +212,23 @@ class ProbeData:
         held = self.spikes[key]
         return np.dtype(self._alf_dtypes.get(key, held.dtype if hasattr(held, 'dtype') else np.asarray(held).dtype))
 
-    def hold_on_disk(self, keys, folder: str | Path | None = None) -> list[str]:
-        """Move spike columns the writers read grouped by cluster only into files: :class:`DiskColumn`.
+    def hold_on_disk(self, key: str, folder: str | Path | None = None) -> bool:
+        """Move a spike column the writers read grouped by cluster only into a file: :class:`DiskColumn`.
 
         ``spikes.times``, ``amps`` and ``depths`` are 20 bytes a spike that an export holds from its
-        load to the end of its write only to write them by unit. Each goes to an anonymous file in
-        ``folder``, in the order of :meth:`by_cluster`; ``numpy.asarray`` reads one back whole.
+        load to the end of its write only to write them by unit. The column goes to an anonymous file
+        in ``folder``, in the order of :meth:`by_cluster`; ``numpy.asarray`` reads it back whole.
 
         Returns
         -------
-        list of str
-            The columns now on disk.
+        bool
+            Whether it moved (False: absent, or not a 1-d array in memory).
         """
-        order = self.by_cluster()[0]
-        moved = []
-        for key in keys:
-            a = self.spikes.get(key)
-            if isinstance(a, np.ndarray) and a.ndim == 1:
-                self.spikes[key] = DiskColumn.write(a, order, folder)
-                moved.append(key)
-        return moved
+        a = self.spikes.get(key)
+        if not (isinstance(a, np.ndarray) and a.ndim == 1):
+            return False
+        self.spikes[key] = DiskColumn.write(a, self.by_cluster()[0], folder)
+        return True
 
     def by_cluster(self) -> tuple[np.ndarray, np.ndarray]:
         """Spikes grouped by cluster, time order kept (:func:`alfnwb.kernels.group_spikes`), made once.

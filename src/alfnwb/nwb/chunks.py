@@ -180,10 +180,12 @@ def gather(pieces: list, compression: str | None, chunk: int = 1 << 18, dtype=No
     def read(start: int, stop: int) -> np.ndarray:
         out = [_rows(a, o, max(start, lo) - lo, min(stop, hi) - lo)
                for (a, o), lo, hi in zip(pieces, offsets[:-1], offsets[1:])
-               if max(start, lo) < min(stop, hi) or offsets[-1] == 0]  # the pieces it overlaps (all when empty)
+               if max(start, lo) < min(stop, hi)]  # the pieces this block overlaps
         return (np.concatenate(out) if len(out) > 1 else out[0]).astype(dtype, copy=False)
 
-    if compression is None or not offsets[-1]:
+    if not offsets[-1]:
+        return np.empty((0,) + pieces[0][0].shape[1:], dtype=dtype)
+    if compression is None:
         return read(0, int(offsets[-1]))
     return RowBlocks(int(offsets[-1]), pieces[0][0].shape[1:], dtype, read).dataio(compression, chunk)
 
